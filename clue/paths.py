@@ -1,0 +1,83 @@
+"""Where data, model files and outputs live.
+
+Data: ``--data-dir``, else ``$CLUE_DATA_DIR``, else ``./datasets``; one folder per task inside it, named as
+in the CLUE release (``afqmc``) or as the official zips unpack (``afqmc_public``).
+Models: ``--model-dir``, else ``$CLUE_MODEL_DIR``.
+Outputs: ``--output-dir`` (default ``.``) with ``results/``, ``weights/`` and ``logs/`` inside.
+"""
+
+import os
+from pathlib import Path
+
+TASKS = (
+    "afqmc", "tnews", "iflytek", "cmnli", "ocnli", "cluewsc2020", "csl",
+    "cmrc2018", "chid", "c3", "cluener",
+)
+DEFAULT_DATA_DIR = "datasets"
+
+
+class MissingPathError(FileNotFoundError):
+    """A file or folder the run needs is not there; the message says what was looked for and what to set."""
+
+
+def data_root(data_dir=None):
+    """The data directory and a note of where that choice came from (for error messages)."""
+    if data_dir:
+        return Path(data_dir), "--data-dir"
+    if os.environ.get("CLUE_DATA_DIR"):
+        return Path(os.environ["CLUE_DATA_DIR"]), "$CLUE_DATA_DIR"
+    return Path(DEFAULT_DATA_DIR), "the default ./datasets (neither --data-dir nor $CLUE_DATA_DIR is set)"
+
+
+def task_dir_candidates(task, data_dir=None):
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
+    root, _ = data_root(data_dir)
+    return [root / task, root / f"{task}_public"]
+
+
+def find_task_dir(task, data_dir=None):
+    """The folder holding ``task``'s files, or a MissingPathError naming every place looked at."""
+    for candidate in task_dir_candidates(task, data_dir):
+        if candidate.is_dir():
+            return candidate
+    root, source = data_root(data_dir)
+    looked = " or ".join(str(c) for c in task_dir_candidates(task, data_dir))
+    raise MissingPathError(
+        f"no data folder for task {task!r}: looked for {looked} (data directory {root} from {source}). "
+        f"Put the unpacked CLUE files there, or set --data-dir / $CLUE_DATA_DIR to the folder that holds "
+        f"'{task}/' (the official '{task}_public/' name works too)."
+    )
+
+
+def find_file(folder, names, what, hint=""):
+    """The first of ``names`` that exists in ``folder``; otherwise an error listing them all."""
+    folder = Path(folder)
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    tried = ", ".join(str(folder / n) for n in names)
+    raise MissingPathError(f"no {what}: looked for {tried}." + (f" {hint}" if hint else ""))
+
+
+def model_root(model_dir=None):
+    if model_dir:
+        return Path(model_dir), "--model-dir"
+    if os.environ.get("CLUE_MODEL_DIR"):
+        return Path(os.environ["CLUE_MODEL_DIR"]), "$CLUE_MODEL_DIR"
+    return None, "neither --model-dir nor $CLUE_MODEL_DIR is set"
+
+
+class OutputDirs:
+    """``<output-dir>/results`` (submission files), ``weights`` (checkpoints) and ``logs``."""
+
+    def __init__(self, output_dir="."):
+        self.root = Path(output_dir)
+        self.results = self.root / "results"
+        self.weights = self.root / "weights"
+        self.logs = self.root / "logs"
+
+    def make(self):
+        for folder in (self.results, self.weights, self.logs):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self

@@ -1,0 +1,30 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="clue",
+    version="0.1.0",
+    description="CLUE (Chinese GLUE) baselines on Keras 3: BERT, RoFormer, RoFormerV2",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["clue", "clue.*"]),
+    include_package_data=True,
+    install_requires=[
+        # The full package, not tensorflow-cpu: tf-keras (the bert4keras oracle in tests) requires it.
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.12",
+        "numpy",
+        "tqdm",
+        "tokenizers>=0.20",
+        "safetensors",
+        "scipy",
+        "h5py",
+        "matplotlib",
+    ],
+    extras_require={
+        # bert4keras itself pins keras<=2.3.1, so it is installed with --no-deps (see README).
+        "test": ["pytest>=8", "tf-keras>=2.21,<2.22", "jax[cpu]"],
+    },
+)
