@@ -1,0 +1,255 @@
+"""Encoder building blocks in ``keras.ops`` only, so TensorFlow, JAX and PyTorch all run them.
+
+The numerics follow bert4keras 0.11.5 (the reference the tests compare against): its layer norm formula,
+erf gelu, padding mask and rotary layout. Norms and softmax run in float32 under mixed precision.
+"""
+
+import keras
+from keras import ops
+
+register = keras.saving.register_keras_serializable(package="clue")
+
+
+def kernel_initializer(initializer_range=0.02, seed=None):
+    """A fresh truncated-normal initializer. Make one per kernel: one object reused repeats its values
+    (that is how bert4keras ends up with identical Q/K/V kernels at random init)."""
+    return keras.initializers.TruncatedNormal(stddev=initializer_range, seed=seed)
+
+
+def _seed(seed, k):
+    """The k-th seed of a layer seeded with ``seed`` (None stays None: a fresh random seed per kernel)."""
+    return None if seed is None else seed + k
+
+
+@register
+def gelu_tanh(x):
+    return keras.activations.gelu(x, approximate=True)
+
+
+ACTIVATIONS = {  # config "hidden_act" -> Keras activation; bert4keras's "gelu" is the erf form
+    "gelu": "gelu", "gelu_erf": "gelu", "relu": "relu", "tanh": "tanh", "swish": "silu", "silu": "silu",
+    "gelu_tanh": gelu_tanh, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh,
+}
+
+
+def activation(name):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"hidden_act {name!r} is not supported; use one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rotary position embedding (RoFormer): pairs (2i, 2i+1) rotate by position * 10000^(-2i/dim).
+
+
+def sinusoidal_positions(length, dim, base=10000.0):
+    """cos and sin tables of shape (length, dim), each angle repeated for its pair (2i, 2i+1)."""
+    inv_freq = ops.power(base, -2.0 * ops.arange(dim // 2, dtype="float32") / dim)
+    angles = ops.arange(length, dtype="float32")[:, None] * inv_freq[None, :]
+    angles = ops.repeat(angles, 2, axis=-1)
+    return ops.cos(angles), ops.sin(angles)
+
+
+def apply_rotary(x, cos, sin):
+    """Rotate x (batch, length, ..., dim) by position; cos/sin from ``sinusoidal_positions``."""
+    shape = ops.shape(x)
+    expand = (1,) * (len(shape) - 3)   # broadcast over the axes between length and dim (heads)
+    cos = ops.reshape(ops.cast(cos, x.dtype), (1, shape[1], *expand, shape[-1]))
+    sin = ops.reshape(ops.cast(sin, x.dtype), (1, shape[1], *expand, shape[-1]))
+    rotated = ops.reshape(ops.stack([-x[..., 1::2], x[..., 0::2]], axis=-1), shape)
+    return x * cos + rotated * sin
+
+
+@register
+class RotaryEmbedding(keras.layers.Layer):
+    """Applies the rotary position embedding to a (batch, length, ..., dim) tensor (span heads reuse it)."""
+
+    def call(self, x):
+        cos, sin = sinusoidal_positions(ops.shape(x)[1], x.shape[-1])
+        return apply_rotary(x, cos, sin)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Embeddings
+
+
+@register
+class TokenEmbedding(keras.layers.Layer):
+    """Token embeddings; ``reverse=True`` multiplies by the transposed table (the tied MLM output)."""
+
+    def __init__(self, vocab_size, hidden_size, initializer_range=0.02, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size, self.hidden_size = vocab_size, hidden_size
+        self.initializer_range, self.seed = initializer_range, seed
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(
+            name="embeddings", shape=(self.vocab_size, self.hidden_size),
+            initializer=kernel_initializer(self.initializer_range, self.seed))
+
+    def call(self, inputs, reverse=False):
+        if reverse:
+            return ops.einsum("...h,vh->...v", inputs, ops.cast(self.embeddings, inputs.dtype))
+        return ops.cast(ops.take(self.embeddings, ops.cast(inputs, "int32"), axis=0), self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
+                "initializer_range": self.initializer_range, "seed": self.seed}
+
+
+@register
+class PositionEmbedding(keras.layers.Layer):
+    """Learned absolute positions (BERT), added to the input."""
+
+    def __init__(self, max_position, initializer_range=0.02, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.max_position, self.initializer_range, self.seed = max_position, initializer_range, seed
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(
+            name="embeddings", shape=(self.max_position, input_shape[-1]),
+            initializer=kernel_initializer(self.initializer_range, self.seed))
+
+    def call(self, x):
+        length = ops.shape(x)[1]
+        return x + ops.cast(self.embeddings[None, :length], x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "max_position": self.max_position,
+                "initializer_range": self.initializer_range, "seed": self.seed}
+
+
+@register
+class PaddingMask(keras.layers.Layer):
+    """token_ids -> bool (batch, 1, 1, length): which keys attention may read. Padding id 0 is masked,
+    except position 0, as bert4keras does (so a row of padding alone stays finite)."""
+
+    def call(self, token_ids):
+        mask = ops.not_equal(token_ids, 0)
+        first = ops.arange(ops.shape(token_ids)[1]) == 0
+        return ops.logical_or(mask, first[None, :])[:, None, None, :]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Norm, attention, feed-forward
+
+
+@register
+class LayerNorm(keras.layers.Layer):
+    """bert4keras's layer norm: (x - mean) / sqrt(var + eps) * gamma + beta, computed in float32.
+    ``zero_mean=False, scale=False, center=False`` is RoFormerV2's weightless RMS norm."""
+
+    def __init__(self, epsilon=1e-12, zero_mean=True, scale=True, center=True, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon, self.zero_mean, self.scale, self.center = epsilon, zero_mean, scale, center
+
+    def build(self, input_shape):
+        dim = (input_shape[-1],)
+        self.gamma = self.add_weight(name="gamma", shape=dim, initializer="ones", autocast=False) \
+            if self.scale else None
+        self.beta = self.add_weight(name="beta", shape=dim, initializer="zeros", autocast=False) \
+            if self.center else None
+
+    def call(self, x):
+        x = ops.cast(x, "float32")
+        if self.zero_mean:
+            x = x - ops.mean(x, axis=-1, keepdims=True)
+        x = x / ops.sqrt(ops.mean(ops.square(x), axis=-1, keepdims=True) + self.epsilon)
+        if self.gamma is not None:
+            x = x * self.gamma
+        if self.beta is not None:
+            x = x + self.beta
+        return ops.cast(x, self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon, "zero_mean": self.zero_mean,
+                "scale": self.scale, "center": self.center}
+
+
+@register
+class SelfAttention(keras.layers.Layer):
+    """Multi-head self-attention on (batch, length, heads, head_size) tensors, no transposes of our own.
+    ``rotary`` adds RoFormer's rotary positions to queries and keys."""
+
+    def __init__(self, num_heads, head_size, use_bias=True, rotary=False, dropout=0.0,
+                 initializer_range=0.02, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads, self.head_size, self.use_bias, self.rotary = num_heads, head_size, use_bias, rotary
+        self.dropout, self.initializer_range, self.seed = dropout, initializer_range, seed
+        width = num_heads * head_size
+
+        def dense(name, k):
+            return keras.layers.Dense(width, use_bias=use_bias, name=name, dtype=self.dtype_policy,
+                                      kernel_initializer=kernel_initializer(initializer_range, _seed(seed, k)))
+
+        self.query, self.key, self.value = dense("query", 0), dense("key", 1), dense("value", 2)
+        self.output_dense = dense("output", 3)
+        self.dropout_layer = keras.layers.Dropout(dropout, seed=_seed(seed, 4), dtype=self.dtype_policy)
+
+    def build(self, x_shape, padding_mask_shape=None):
+        for layer in (self.query, self.key, self.value):
+            layer.build(x_shape)
+        self.output_dense.build((*x_shape[:-1], self.num_heads * self.head_size))
+
+    def call(self, x, padding_mask, training=None):
+        heads = (*ops.shape(x)[:-1], self.num_heads, self.head_size)
+        q = ops.reshape(self.query(x), heads)
+        k = ops.reshape(self.key(x), heads)
+        v = ops.reshape(self.value(x), heads)
+        if self.rotary:
+            cos, sin = sinusoidal_positions(heads[1], self.head_size)
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if training and self.dropout > 0:  # dot_product_attention has no dropout: spell it out
+            scores = ops.einsum("btnh,bsnh->bnts", q, k) / self.head_size ** 0.5
+            scores = ops.where(padding_mask, ops.cast(scores, "float32"), -1e30)
+            probs = self.dropout_layer(ops.softmax(scores, axis=-1), training=training)
+            out = ops.einsum("bnts,bsnh->btnh", ops.cast(probs, v.dtype), v)
+        else:
+            out = ops.dot_product_attention(q, k, v, mask=padding_mask)
+        return self.output_dense(ops.reshape(out, (*heads[:-2], self.num_heads * self.head_size)))
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "head_size": self.head_size,
+                "use_bias": self.use_bias, "rotary": self.rotary, "dropout": self.dropout,
+                "initializer_range": self.initializer_range, "seed": self.seed}
+
+
+@register
+class FeedForward(keras.layers.Layer):
+    """Dense(intermediate, activation) -> Dense(hidden)."""
+
+    def __init__(self, intermediate_size, activation="gelu", use_bias=True, initializer_range=0.02,
+                 seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.intermediate_size, self.activation, self.use_bias = intermediate_size, activation, use_bias
+        self.initializer_range, self.seed = initializer_range, seed
+        self.intermediate = keras.layers.Dense(
+            intermediate_size, activation=activation, use_bias=use_bias, name="intermediate",
+            dtype=self.dtype_policy, kernel_initializer=kernel_initializer(initializer_range, _seed(seed, 0)))
+        self.output_dense = None   # its width is the input's, known at build
+
+    def build(self, input_shape):
+        self.intermediate.build(input_shape)
+        self.output_dense = keras.layers.Dense(
+            input_shape[-1], use_bias=self.use_bias, name="output", dtype=self.dtype_policy,
+            kernel_initializer=kernel_initializer(self.initializer_range, _seed(self.seed, 1)))
+        self.output_dense.build((*input_shape[:-1], self.intermediate_size))
+
+    def call(self, x):
+        return self.output_dense(self.intermediate(x))
+
+    def get_config(self):
+        return {**super().get_config(), "intermediate_size": self.intermediate_size,
+                "activation": keras.activations.serialize(keras.activations.get(self.activation)),
+                "use_bias": self.use_bias, "initializer_range": self.initializer_range, "seed": self.seed}
+
+
+@register
+class Bias(keras.layers.Layer):
+    """Adds a learned bias over the last axis (bert4keras's MLM-Bias)."""
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(name="bias", shape=(input_shape[-1],), initializer="zeros")
+
+    def call(self, x):
+        return x + ops.cast(self.bias, x.dtype)

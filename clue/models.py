@@ -1,0 +1,182 @@
+"""One Keras 3 encoder for BERT, RoFormer and RoFormerV2, equal to bert4keras 0.11.5.
+
+    model = build_transformer_model("bert_config.json", "bert_model.ckpt", model="roformer")
+    hidden = model.predict([token_ids, segment_ids])          # (batch, length, hidden_size)
+
+The three families differ in a few switches (``FAMILIES``); the layer names are bert4keras's, so code and
+habits written for it carry over (``model.get_layer("Transformer-11-FeedForward-Norm")``).
+"""
+
+import json
+from pathlib import Path
+
+import keras
+
+from clue.layers import (Bias, FeedForward, LayerNorm, PaddingMask, PositionEmbedding, SelfAttention,
+                         TokenEmbedding, activation, kernel_initializer)
+
+__all__ = ["FAMILIES", "build_transformer_model", "build_from_spec", "encoder_info", "kernel_initializer"]
+
+# What sets the families apart, as bert4keras builds them. bert4keras passes epsilon=1e-12 to BERT's norms
+# (and to every MLM-Norm); RoFormer's body norms keep the Keras default 1e-7.
+FAMILIES = {
+    "bert": dict(positions="learned", use_bias=True, norm=dict(epsilon=1e-12), mlm_transform=True),
+    "roformer": dict(positions="rotary", use_bias=True, norm=dict(epsilon=1e-7), mlm_transform=True),
+    "roformer_v2": dict(positions="rotary", use_bias=False, mlm_transform=False,
+                        norm=dict(epsilon=1e-7, zero_mean=False, scale=False, center=False)),
+}
+ALIASES = {"roberta": "bert"}
+REQUIRED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+
+
+def family_of(model):
+    name = ALIASES.get(str(model).lower(), str(model).lower())
+    if name not in FAMILIES:
+        raise ValueError(f"unknown model family {model!r}: expected one of {', '.join(FAMILIES)}")
+    return name
+
+
+def read_config(config_path=None, config=None):
+    """The encoder config: ``config_path`` (bert_config.json) updated by the ``config`` dict."""
+    merged = {}
+    if config_path is not None:
+        try:
+            merged.update(json.loads(Path(config_path).read_text(encoding="utf-8")))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{config_path}:{err.lineno}: not valid JSON: {err.msg}") from None
+    merged.update(config or {})
+    missing = [key for key in REQUIRED if merged.get(key) is None]
+    if missing:
+        where = config_path or "the config dict"
+        raise ValueError(f"{where}: missing {', '.join(missing)}")
+    if merged.get("embedding_size", merged["hidden_size"]) != merged["hidden_size"]:
+        raise ValueError(f"{config_path or 'config'}: embedding_size != hidden_size (ALBERT-style factorised "
+                         "embeddings) is not supported")
+    return merged
+
+
+def build_transformer_model(config_path=None, checkpoint_path=None, model="bert", with_mlm=False, config=None,
+                            dropout_rate=None, attention_dropout_rate=None, dtype=None, seed=None,
+                            name=None):
+    """Build the encoder and load ``checkpoint_path`` when given (see ``clue.checkpoints.load_weights``).
+
+    Inputs ``[token_ids, segment_ids]`` (int, padding id 0); output the last hidden states, or with
+    ``with_mlm`` (True: softmax, or an activation name such as "linear") only the MLM output, as bert4keras.
+    Dropout rates default to the config's; ``dtype`` is a Keras dtype policy ("mixed_bfloat16", ...);
+    ``seed`` makes random init reproducible (every kernel still gets its own stream).
+    """
+    family = family_of(model)
+    switch = FAMILIES[family]
+    cfg = read_config(config_path, config)
+    hidden, heads = cfg["hidden_size"], cfg["num_attention_heads"]
+    std = cfg.get("initializer_range", 0.02)
+    act = activation(cfg.get("hidden_act", "gelu"))
+    dropout = cfg.get("hidden_dropout_prob", 0.0) if dropout_rate is None else dropout_rate
+    attention_dropout = (cfg.get("attention_probs_dropout_prob", 0.0) if attention_dropout_rate is None
+                         else attention_dropout_rate)
+    policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
+
+    counter = iter(range(0, 1 << 30, 8))  # each layer gets 8 seeds of its own
+
+    def layer_seed():
+        step = next(counter)
+        return None if seed is None else seed + step
+
+    def dropout_layer(x, rate, name):
+        if not rate:
+            return x
+        return keras.layers.Dropout(rate, seed=layer_seed(), name=name, dtype=policy)(x)
+
+    def norm(x, name, epsilon=None):
+        options = dict(switch["norm"], **({} if epsilon is None else {"epsilon": epsilon}))
+        return LayerNorm(name=name, dtype=policy, **options)(x)
+
+    token_ids = keras.Input((None,), dtype="int32", name="Input-Token")
+    segment_ids = keras.Input((None,), dtype="int32", name="Input-Segment")
+
+    # Embeddings
+    token_embedding = TokenEmbedding(cfg["vocab_size"], hidden, std, layer_seed(), name="Embedding-Token",
+                                     dtype=policy)
+    x = token_embedding(token_ids)
+    segments = keras.layers.Embedding(cfg.get("type_vocab_size", 2), hidden, name="Embedding-Segment",
+                                      embeddings_initializer=kernel_initializer(std, layer_seed()),
+                                      dtype=policy)(segment_ids)
+    x = keras.layers.Add(name="Embedding-Token-Segment", dtype=policy)([x, segments])
+    if switch["positions"] == "learned":
+        x = PositionEmbedding(cfg.get("max_position_embeddings", 512), std, layer_seed(),
+                              name="Embedding-Position", dtype=policy)(x)
+    if family == "roformer_v2":   # bert4keras drops out before this norm, after it elsewhere
+        x = norm(dropout_layer(x, dropout, "Embedding-Dropout"), "Embedding-Norm")
+    else:
+        x = dropout_layer(norm(x, "Embedding-Norm"), dropout, "Embedding-Dropout")
+    padding_mask = PaddingMask(name="Attention-Mask")(token_ids)
+
+    # Transformer blocks, post-norm: x = norm(x + drop(f(x)))
+    for i in range(cfg["num_hidden_layers"]):
+        name = f"Transformer-{i}-MultiHeadSelfAttention"
+        y = SelfAttention(heads, cfg.get("attention_head_size", hidden // heads), switch["use_bias"],
+                          rotary=switch["positions"] == "rotary", dropout=attention_dropout,
+                          initializer_range=std, seed=layer_seed(), name=name, dtype=policy)(x, padding_mask)
+        y = dropout_layer(y, dropout, f"{name}-Dropout")
+        x = norm(keras.layers.Add(name=f"{name}-Add", dtype=policy)([x, y]), f"{name}-Norm")
+
+        name = f"Transformer-{i}-FeedForward"
+        y = FeedForward(cfg["intermediate_size"], act, switch["use_bias"], std, layer_seed(), name=name,
+                        dtype=policy)(x)
+        y = dropout_layer(y, dropout, f"{name}-Dropout")
+        x = norm(keras.layers.Add(name=f"{name}-Add", dtype=policy)([x, y]), f"{name}-Norm")
+
+    outputs = x
+    if with_mlm:
+        mlm_activation = "softmax" if with_mlm is True else with_mlm
+        if switch["mlm_transform"]:   # BERT / RoFormer: dense + act + norm, tied embeddings, bias
+            x = keras.layers.Dense(hidden, activation=act, name="MLM-Dense", dtype=policy,
+                                   kernel_initializer=kernel_initializer(std, layer_seed()))(x)
+            x = norm(x, "MLM-Norm", epsilon=1e-12)
+            x = Bias(name="MLM-Bias", dtype=policy)(token_embedding(x, reverse=True))
+            outputs = keras.layers.Activation(mlm_activation, name="MLM-Activation", dtype="float32")(x)
+        else:                         # RoFormerV2: tied embeddings only
+            x = dropout_layer(x, dropout, "Output-MLM-Dropout")
+            x = token_embedding(x, reverse=True)
+            outputs = keras.layers.Activation(mlm_activation, name="Output-MLM-Activation", dtype="float32")(x)
+
+    model = keras.Model([token_ids, segment_ids], outputs, name=name or family.replace("_", "-"))
+    if checkpoint_path is not None:
+        from clue.checkpoints import load_weights
+        load_weights(model, checkpoint_path)
+    return model
+
+
+def build_from_spec(spec, vocab_size, **options):
+    """Build the encoder a ``clue.presets.ModelSpec`` describes; ``vocab_size`` fills an inline config
+    without one (the tokenizer's vocabulary). Loads ``spec.checkpoint_path`` when set."""
+    config = dict(spec.config)
+    config.setdefault("vocab_size", vocab_size)
+    return build_transformer_model(config=config, checkpoint_path=spec.checkpoint_path, model=spec.family,
+                                   **options)
+
+
+def _find_layer(model, name):
+    for layer in model.layers:
+        if layer.name == name:
+            return layer
+        if isinstance(layer, keras.Model):
+            found = _find_layer(layer, name)
+            if found is not None:
+                return found
+    return None
+
+
+def encoder_info(model):
+    """What task heads need: hidden_size, num_heads, head_size, initializer_range, family. Works on the
+    encoder or on any model built on top of its layers."""
+    attention = _find_layer(model, "Transformer-0-MultiHeadSelfAttention")
+    if attention is None:
+        raise ValueError(f"model {model.name!r} has no encoder layer Transformer-0-MultiHeadSelfAttention")
+    token = _find_layer(model, "Embedding-Token")
+    if not attention.use_bias:
+        family = "roformer_v2"
+    else:
+        family = "roformer" if attention.rotary else "bert"
+    return dict(hidden_size=token.hidden_size, num_heads=attention.num_heads, head_size=attention.head_size,
+                initializer_range=attention.initializer_range, family=family)
