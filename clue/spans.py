@@ -1,0 +1,127 @@
+"""Span heads for reading comprehension (cmrc2018) and NER (cluener), and the mapping back to characters.
+
+``GlobalPointer`` scores every (start, end) token pair at once: a Dense gives each position a query and a
+key per head, both rotated by position (``clue.layers.apply_rotary``), and the score of a pair is
+query(start) . key(end) / sqrt(head_size). Pairs with end < start or a position outside ``span_mask`` get
+-1e12. cmrc2018 uses one head and a softmax over all pairs (one answer per window, [CLS]-[CLS] when the
+window has none); cluener one head per entity type and the multi-label loss (every span scored above 0 is
+an entity).
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from clue.layers import apply_rotary, kernel_initializer, sinusoidal_positions
+
+register = keras.saving.register_keras_serializable(package="clue")
+NEG = -1e12   # score of a pair that can never be a span (float32: the logits are cast up first)
+
+
+@register
+class GlobalPointer(keras.layers.Layer):
+    """(hidden (batch, len, width), span_mask (batch, len)) -> scores (batch, heads, len, len)."""
+
+    def __init__(self, heads, head_size, use_bias=True, initializer_range=0.02, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.heads, self.head_size, self.use_bias = heads, head_size, use_bias
+        self.initializer_range, self.seed = initializer_range, seed
+        self.dense = keras.layers.Dense(heads * 2 * head_size, use_bias=use_bias, name="dense",
+                                        dtype=self.dtype_policy,
+                                        kernel_initializer=kernel_initializer(initializer_range, seed))
+
+    def build(self, hidden_shape, span_mask_shape=None):
+        self.dense.build(hidden_shape)
+
+    def call(self, hidden, span_mask):
+        batch, length = ops.shape(hidden)[0], ops.shape(hidden)[1]
+        x = ops.reshape(self.dense(hidden), (batch, length, self.heads, 2, self.head_size))
+        cos, sin = sinusoidal_positions(length, self.head_size)
+        starts, ends = apply_rotary(x[..., 0, :], cos, sin), apply_rotary(x[..., 1, :], cos, sin)
+        scores = ops.einsum("bmhd,bnhd->bhmn", ops.cast(starts, "float32"), ops.cast(ends, "float32"))
+        scores = scores / self.head_size ** 0.5
+        keep = ops.cast(span_mask, "bool")
+        positions = ops.arange(length)
+        ordered = positions[:, None] <= positions[None, :]          # end >= start
+        allowed = keep[:, None, :, None] & keep[:, None, None, :] & ordered[None, None]
+        return ops.where(allowed, scores, NEG)
+
+    def compute_output_shape(self, hidden_shape, span_mask_shape=None):
+        return (hidden_shape[0], self.heads, hidden_shape[1], hidden_shape[1])
+
+    def get_config(self):
+        return {**super().get_config(), "heads": self.heads, "head_size": self.head_size,
+                "use_bias": self.use_bias, "initializer_range": self.initializer_range, "seed": self.seed}
+
+
+@register
+def span_crossentropy(y_true, y_pred):
+    """One gold (start, end) per row, y_true (batch, 2); softmax cross-entropy over all pairs of head 0."""
+    length = ops.shape(y_pred)[-1]
+    y_true = ops.cast(ops.reshape(y_true, (-1, 2)), "int32")
+    flat = ops.reshape(y_pred[:, 0], (ops.shape(y_pred)[0], -1))
+    return keras.losses.sparse_categorical_crossentropy(y_true[:, 0] * length + y_true[:, 1], flat,
+                                                        from_logits=True)
+
+
+def multilabel_crossentropy(y_true, y_pred):
+    """Multi-label softmax loss over the last axis: log(1 + sum_neg e^s) + log(1 + sum_pos e^-s).
+
+    Positives are pushed above 0 and negatives below it, so 0 is the decision threshold.
+    """
+    y_true = ops.cast(y_true, y_pred.dtype)
+    signed = (1 - 2 * y_true) * y_pred                 # -s for the positives, s for the negatives
+    negatives = signed - y_true * 1e12
+    positives = signed - (1 - y_true) * 1e12
+    zero = ops.zeros_like(y_pred[..., :1])
+    return (ops.logsumexp(ops.concatenate([negatives, zero], axis=-1), axis=-1)
+            + ops.logsumexp(ops.concatenate([positives, zero], axis=-1), axis=-1))
+
+
+@register
+def span_multilabel_crossentropy(y_true, y_pred):
+    """y_true and y_pred (batch, heads, len, len): the multi-label loss per head, averaged over heads."""
+    shape = (ops.shape(y_pred)[0], ops.shape(y_pred)[1], -1)
+    return ops.mean(multilabel_crossentropy(ops.reshape(y_true, shape), ops.reshape(y_pred, shape)), axis=-1)
+
+
+def span_model(encoder, heads, seed=None):
+    """encoder + GlobalPointer; inputs [token_ids, segment_ids, span_mask], output (batch, heads, len, len)."""
+    from clue.models import encoder_info
+
+    info = encoder_info(encoder)
+    span_mask = keras.Input((None,), dtype="int32", name="span_mask")
+    scores = GlobalPointer(heads, info["head_size"], use_bias=False, name="global_pointer", seed=seed,
+                           initializer_range=info["initializer_range"])(encoder.outputs[0], span_mask)
+    return keras.Model([*encoder.inputs, span_mask], scores, name=f"{encoder.name}_spans")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Characters <-> tokens
+
+
+def char_spans(tokenizer, text, maxlen=None):
+    """The text's WordPiece ids (no [CLS]/[SEP]) and each token's (first, last) character index."""
+    tokens = tokenizer.tokenize(text)[1:-1]
+    if maxlen is not None:
+        tokens = tokens[:maxlen]
+    spans = [(chars[0], chars[-1]) if chars else None for chars in tokenizer.rematch(text, tokens)]
+    ids = tokenizer.tokens_to_ids(tokens)
+    keep = [i for i, s in enumerate(spans) if s is not None]   # a literal "[xxx]" in the text maps nowhere
+    return [ids[i] for i in keep], [spans[i] for i in keep]
+
+
+def token_span(spans, start, end):
+    """Token indices (first, last) covering characters start..end (inclusive), or None when none do."""
+    inside = [i for i, (a, b) in enumerate(spans) if b >= start and a <= end]
+    return (inside[0], inside[-1]) if inside else None
+
+
+def best_span(scores, skip_first=True):
+    """(start, end, score) of the highest-scoring pair in a (len, len) array; [CLS] excluded by default."""
+    scores = np.array(scores, dtype="float32")
+    if skip_first:
+        scores[0, :] = scores[:, 0] = -np.inf
+    flat = int(np.argmax(scores))
+    start, end = divmod(flat, scores.shape[1])
+    return start, end, float(scores[start, end])

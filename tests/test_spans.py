@@ -1,0 +1,119 @@
+"""Span heads and decoding: GlobalPointer against bert4keras, the losses on known values, the character
+mapping, cmrc2018 windows, cluener decoding and the chid assignment."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from bert4keras_oracle import run_bert4keras
+from clue import choices, spans
+from clue.tokenizer import Tokenizer, builtin_vocab
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return Tokenizer(builtin_vocab())
+
+
+ORACLE = r"""
+import json, sys
+import numpy as np
+from bert4keras.backend import K, multilabel_categorical_crossentropy
+from bert4keras.layers import GlobalPointer
+data = json.load(open(sys.argv[1]))
+x = np.array(data["x"], dtype="float32")
+mask = np.array(data["mask"], dtype="bool")
+layer = GlobalPointer(heads=3, head_size=8, use_bias=True)
+out = layer(K.constant(x), mask=K.constant(mask))
+layer.set_weights([np.array(data["kernel"], "float32"), np.array(data["bias"], "float32")])
+out = K.eval(layer(K.constant(x), mask=K.constant(mask)))
+y = np.array(data["y"], dtype="float32")
+loss = K.eval(multilabel_categorical_crossentropy(K.constant(y.reshape(2, 3, -1)), K.constant(out.reshape(2, 3, -1))))
+json.dump({"scores": np.where(np.isfinite(out), out, -1.0).tolist(), "finite": np.isfinite(out).tolist(),
+           "loss": loss.tolist()}, open(sys.argv[2], "w"))
+"""
+
+
+def test_global_pointer_and_multilabel_loss_match_bert4keras(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 7, 16)).astype("float32")
+    mask = np.array([[1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1]])
+    layer = spans.GlobalPointer(heads=3, head_size=8)
+    layer(x, mask)
+    kernel, bias = (w.numpy() for w in layer.dense.weights)
+    kernel, bias = rng.normal(size=kernel.shape) * 0.3, rng.normal(size=bias.shape) * 0.1
+    layer.dense.set_weights([kernel, bias])
+    ours = np.asarray(layer(x, mask))
+    y = (rng.random(ours.shape) < 0.1) & (ours > spans.NEG / 2)          # gold spans at allowed pairs only
+    (tmp_path / "in.json").write_text(json.dumps({"x": x.tolist(), "mask": mask.tolist(), "kernel": kernel.tolist(),
+                                                  "bias": bias.tolist(), "y": y.astype(int).tolist()}))
+    run_bert4keras(ORACLE, tmp_path / "in.json", tmp_path / "out.json")
+    ref = json.loads((tmp_path / "out.json").read_text())
+    finite = np.array(ref["finite"])
+    # same allowed pairs (padding and end < start excluded) with the same scores
+    np.testing.assert_array_equal(finite, ours > spans.NEG / 2)
+    np.testing.assert_allclose(ours[finite], np.array(ref["scores"])[finite], rtol=1e-4, atol=1e-5)
+    loss = np.asarray(spans.multilabel_crossentropy(y.reshape(2, 3, -1).astype("float32"), ours.reshape(2, 3, -1)))
+    np.testing.assert_allclose(loss, ref["loss"], rtol=1e-5)
+
+
+def test_multilabel_loss_by_hand():
+    # positives {2}, negatives {-1, 0.5}: log(1 + e^-1 + e^0.5) + log(1 + e^-2)
+    y_true = np.array([[0.0, 0.0, 1.0]])
+    y_pred = np.array([[-1.0, 0.5, 2.0]])
+    expected = math.log(1 + math.exp(-1) + math.exp(0.5)) + math.log(1 + math.exp(-2))
+    assert float(spans.multilabel_crossentropy(y_true, y_pred)[0]) == pytest.approx(expected, rel=1e-6)
+    # a masked pair (-1e12) adds nothing
+    masked = np.array([[-1.0, 0.5, 2.0, spans.NEG]])
+    assert float(spans.multilabel_crossentropy(np.array([[0.0, 0, 1, 0]]), masked)[0]) == pytest.approx(expected)
+
+
+def test_span_crossentropy_is_softmax_over_all_pairs():
+    scores = np.full((1, 1, 3, 3), spans.NEG, dtype="float32")
+    scores[0, 0, 0, 0], scores[0, 0, 1, 2], scores[0, 0, 2, 2] = 0.0, 2.0, 1.0
+    loss = float(spans.span_crossentropy(np.array([[1, 2]]), scores)[0])
+    # -log(e^2 / (e^0 + e^2 + e^1))
+    assert loss == pytest.approx(-2 + math.log(1 + math.e ** 2 + math.e), rel=1e-6)
+
+
+def test_char_spans_and_token_span(tokenizer):
+    text = "Apple公司 在2020年"
+    ids, where = spans.char_spans(tokenizer, text)
+    assert len(ids) == len(where) == 13
+    # each token's characters in the original text (case kept); latin words and numbers split by character
+    assert [text[a:b + 1] for a, b in where] == ["A", "p", "p", "l", "e", "公", "司", "在", "2", "0", "2", "0", "年"]
+    assert spans.token_span(where, 5, 6) == (5, 6)          # 公司
+    assert spans.token_span(where, 6, 8) == (6, 7)          # 司, the space (no token), 在
+    assert spans.token_span(where, 7, 7) is None            # the space alone
+    assert spans.char_spans(tokenizer, text, maxlen=3)[1] == [(0, 0), (1, 1), (2, 2)]
+
+
+def test_best_span_skips_cls():
+    scores = np.full((4, 4), -5.0)
+    scores[0, 0] = 9.0          # [CLS]: "no answer here", never an answer at prediction
+    scores[1, 2] = 3.0
+    assert spans.best_span(scores) == (1, 2, 3.0)
+    assert spans.best_span(scores, skip_first=False) == (0, 0, 9.0)
+
+
+def test_assign_gives_distinct_candidates():
+    probs = np.array([[0.6, 0.3, 0.1],
+                      [0.7, 0.2, 0.1]])
+    # greedy argmax would give both blanks candidate 0; the best distinct pair is (1, 0):
+    # log .3 + log .7 = -1.561 > log .6 + log .2 = -2.120
+    assert choices.assign(probs) == [1, 0]
+
+
+def test_blank_contexts_mask_other_blanks_and_centre_the_window(tokenizer):
+    passage = "甲乙丙#idiom000001#丁戊#idiom000002#己庚辛壬癸"
+    contexts = choices.blank_contexts(tokenizer, passage, budget=64)
+    mask = tokenizer.token_to_id("[MASK]")
+    first = tokenizer.ids_to_tokens(contexts["#idiom000001#"])
+    assert first == ["甲", "乙", "丙", "[MASK]", "丁", "戊", "[MASK]", "[MASK]", "[MASK]", "[MASK]",
+                     "己", "庚", "辛", "壬", "癸"]
+    assert contexts["#idiom000002#"].count(mask) == 5     # this blank's marker + 4 for the other blank
+    short = choices.blank_contexts(tokenizer, passage, budget=5)["#idiom000002#"]
+    # 4 tokens of room around the marker: 2 on the left, 2 on the right
+    assert tokenizer.ids_to_tokens(short) == ["丁", "戊", "[MASK]", "己", "庚"]
