@@ -125,3 +125,93 @@ def best_span(scores, skip_first=True):
     flat = int(np.argmax(scores))
     start, end = divmod(flat, scores.shape[1])
     return start, end, float(scores[start, end])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# cmrc2018: [CLS] question [SEP] context window [SEP], windows sliding over the context
+
+
+def locate_answer(context, text, start):
+    """(first, last) character of the answer in the context, or None when it is not there.
+
+    ``answer_start`` is off by a character or two in a few CMRC2018 records (and -1 in some dev answers):
+    the occurrence of the text nearest to it is taken instead.
+    """
+    if not text.strip():
+        return None
+    if start is not None and start >= 0 and context[start:start + len(text)] == text:
+        return start, start + len(text) - 1
+    found = [i for i in range(len(context)) if context.startswith(text, i)]
+    if not found:
+        return None
+    best = min(found, key=lambda i: abs(i - (start if start is not None and start >= 0 else 0)))
+    return best, best + len(text) - 1
+
+
+def cmrc_windows(tokenizer, question, context, answer=None, maxlen=512, stride=128):
+    """The windows of one question: dicts with ``token_ids``, ``span_mask`` (1 on [CLS] and the context
+    tokens), ``label`` (the answer's (start, end) in the window, (0, 0) for [CLS] when it is not inside)
+    and ``first``/``offset`` (context token index of the window's first context position, and that
+    position in the sequence). ``answer`` is (first, last) character or None."""
+    q_ids = tokenizer.encode(question, maxlen=maxlen // 2)[0]      # [CLS] question [SEP], at most half
+    c_ids, c_spans = char_spans(tokenizer, context)
+    room, offset = maxlen - len(q_ids) - 1, len(q_ids)
+    target = token_span(c_spans, *answer) if answer is not None else None
+    windows, first = [], 0
+    while True:
+        ids = c_ids[first:first + room]
+        label = (0, 0)
+        if target is not None and first <= target[0] and target[1] < first + room:
+            label = (target[0] - first + offset, target[1] - first + offset)
+        windows.append({"token_ids": q_ids + ids + [tokenizer.sep_id],
+                        "span_mask": [1] + [0] * (offset - 1) + [1] * len(ids) + [0],
+                        "label": label, "first": first, "offset": offset})
+        if first + room >= len(c_ids):
+            return windows, c_spans
+        first += stride
+
+
+def window_answer(context, c_spans, window, start, end):
+    """The context text of window positions start..end (positions of the whole sequence)."""
+    first = c_spans[start - window["offset"] + window["first"]][0]
+    last = c_spans[end - window["offset"] + window["first"]][1]
+    return context[first:last + 1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# cluener: [CLS] text [SEP], one GlobalPointer head per entity type
+
+
+def ner_example(tokenizer, text, entities=(), types=(), maxlen=256):
+    """token_ids, span_mask and the gold spans [(type index, start, end)] in token positions.
+
+    ``entities`` are (type, first, last character); an entity whose edges do not fall on token edges
+    (rare: inside a Latin word) or past ``maxlen`` cannot be a span and is left out of the labels.
+    """
+    ids, where = char_spans(tokenizer, text, maxlen - 2)
+    starts = {a: i + 1 for i, (a, _) in enumerate(where)}
+    ends = {b: i + 1 for i, (_, b) in enumerate(where)}
+    gold = [(types.index(kind), starts[a], ends[b]) for kind, a, b in entities if a in starts and b in ends]
+    return {"token_ids": [tokenizer.cls_id] + ids + [tokenizer.sep_id],
+            "span_mask": [0] + [1] * len(ids) + [0], "gold": gold, "spans": where}
+
+
+def ner_labels(example, heads, length):
+    """The dense (heads, length, length) 0/1 target of one example."""
+    target = np.zeros((heads, length, length), dtype="float32")
+    for kind, start, end in example["gold"]:
+        target[kind, start, end] = 1
+    return target
+
+
+def ner_decode(scores, text, where, types):
+    """CLUENER's label dict {type: {entity text: [[first, last], ...]}} from (heads, len, len) scores: every
+    pair scored above 0 is an entity (the head already excludes [CLS], [SEP], padding and end < start)."""
+    label = {}
+    for kind, start, end in zip(*np.nonzero(np.asarray(scores) > 0)):
+        if not (1 <= start <= end <= len(where)):
+            continue
+        first, last = where[start - 1][0], where[end - 1][1]
+        entity = text[first:last + 1]
+        label.setdefault(types[kind], {}).setdefault(entity, []).append([int(first), int(last)])
+    return label

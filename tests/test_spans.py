@@ -117,3 +117,44 @@ def test_blank_contexts_mask_other_blanks_and_centre_the_window(tokenizer):
     short = choices.blank_contexts(tokenizer, passage, budget=5)["#idiom000002#"]
     # 4 tokens of room around the marker: 2 on the left, 2 on the right
     assert tokenizer.ids_to_tokens(short) == ["丁", "戊", "[MASK]", "己", "庚"]
+
+
+def test_locate_answer_repairs_a_shifted_start():
+    context = "甲乙丙丁甲乙"
+    assert spans.locate_answer(context, "丙丁", 2) == (2, 3)
+    assert spans.locate_answer(context, "丙丁", 3) == (2, 3)        # off by one, as in a few CMRC records
+    assert spans.locate_answer(context, "甲乙", 5) == (4, 5)        # the occurrence nearest to the start
+    assert spans.locate_answer(context, "戊", 0) is None
+    assert spans.locate_answer(context, "乙丙", -1) == (1, 2)
+
+
+def test_cmrc_windows_slide_and_point_at_cls_without_the_answer(tokenizer):
+    context = "".join(chr(0x4E00 + i) for i in range(39))       # 39 distinct characters, one token each
+    question = "问题"                                              # [CLS] 问 题 [SEP]: 4 tokens
+    windows, c_spans = spans.cmrc_windows(tokenizer, question, context, answer=(20, 22), maxlen=20, stride=8)
+    # room per window: 20 - 4 - 1 = 15 context tokens; windows start at 0, 8, 16, 24 (24 + 15 >= 39)
+    assert [w["first"] for w in windows] == [0, 8, 16, 24]
+    assert all(len(w["token_ids"]) <= 20 for w in windows)
+    # the answer (tokens 20..22) lies in the windows starting at 8 and 16 only
+    assert [w["label"] for w in windows] == [(0, 0), (4 + 12, 4 + 14), (4 + 4, 4 + 6), (0, 0)]
+    for w in windows:
+        assert w["span_mask"][:5] == [1, 0, 0, 0, 1]               # [CLS] allowed, question and [SEP] not
+        assert w["span_mask"][-1] == 0 and len(w["span_mask"]) == len(w["token_ids"])
+        if w["label"] != (0, 0):
+            assert spans.window_answer(context, c_spans, w, *w["label"]) == context[20:23]
+
+
+def test_ner_example_and_decode_round_trip(tokenizer):
+    text = "张三在北京工作"
+    types = ("address", "name")
+    example = spans.ner_example(tokenizer, text, [("name", 0, 1), ("address", 3, 4)], types)
+    assert example["gold"] == [(1, 1, 2), (0, 4, 5)]                # token positions count [CLS]
+    target = spans.ner_labels(example, 2, len(example["token_ids"]))
+    assert target.sum() == 2 and target[1, 1, 2] == 1
+    scores = np.where(target > 0, 3.0, -3.0)
+    scores[1, 6, 7] = 1.0                                           # 工作 as a name, also above 0
+    decoded = spans.ner_decode(scores, text, example["spans"], types)
+    assert decoded == {"name": {"张三": [[0, 1]], "工作": [[5, 6]]}, "address": {"北京": [[3, 4]]}}
+    for kind, entities in decoded.items():
+        for entity, places in entities.items():
+            assert all(text[a:b + 1] == entity for a, b in places)
