@@ -4,6 +4,8 @@ The numerics follow bert4keras 0.11.5 (the reference the tests compare against):
 erf gelu, padding mask and rotary layout. Norms and softmax run in float32 under mixed precision.
 """
 
+import math
+
 import keras
 from keras import ops
 
@@ -22,12 +24,18 @@ def _seed(seed, k):
 
 
 @register
+def gelu_erf(x):
+    """Exact gelu written as bert4keras writes it (tf.nn.gelu's erfc form rounds differently)."""
+    return 0.5 * x * (1.0 + ops.erf(x / math.sqrt(2.0)))
+
+
+@register
 def gelu_tanh(x):
     return keras.activations.gelu(x, approximate=True)
 
 
-ACTIVATIONS = {  # config "hidden_act" -> Keras activation; bert4keras's "gelu" is the erf form
-    "gelu": "gelu", "gelu_erf": "gelu", "relu": "relu", "tanh": "tanh", "swish": "silu", "silu": "silu",
+ACTIVATIONS = {  # config "hidden_act" -> activation; bert4keras's "gelu" is the erf form
+    "gelu": gelu_erf, "gelu_erf": gelu_erf, "relu": "relu", "tanh": "tanh", "swish": "silu", "silu": "silu",
     "gelu_tanh": gelu_tanh, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh,
 }
 
@@ -88,8 +96,8 @@ class TokenEmbedding(keras.layers.Layer):
             initializer=kernel_initializer(self.initializer_range, self.seed))
 
     def call(self, inputs, reverse=False):
-        if reverse:
-            return ops.einsum("...h,vh->...v", inputs, ops.cast(self.embeddings, inputs.dtype))
+        if reverse:   # matmul by the transpose, as bert4keras (XLA folds the transpose into the matmul)
+            return ops.matmul(inputs, ops.transpose(ops.cast(self.embeddings, inputs.dtype)))
         return ops.cast(ops.take(self.embeddings, ops.cast(inputs, "int32"), axis=0), self.compute_dtype)
 
     def get_config(self):
