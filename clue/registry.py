@@ -1,0 +1,75 @@
+"""Per-task facts shared by the task scripts, the submission checker and the benchmark runner.
+
+One ``Task`` per CLUE task, keyed by its data folder name (``clue.paths.TASKS``): the script that runs it,
+the labels it predicts, the dev metric, and which test file becomes which leaderboard file.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+NLI_LABELS = ("entailment", "neutral", "contradiction")
+TNEWS_LABELS = ("100", "101", "102", "103", "104", "106", "107", "108", "109", "110",
+                "112", "113", "114", "115", "116")   # the 15 codes of tnews labels.json (105, 111 unused)
+
+
+@dataclass(frozen=True)
+class Output:
+    """A leaderboard file and the test files it is predicted from (the first one found wins)."""
+
+    name: str            # e.g. "tnews11_predict.json"
+    tests: tuple         # e.g. ("test1.1.json", "test.json")
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str                    # data folder name, as in clue.paths.TASKS
+    script: str                  # path of the task script inside the repository
+    labels: tuple | None         # the label strings a prediction may take; None where open (spans, NER)
+    metric: str                  # a name in clue.metrics.METRICS
+    outputs: tuple               # Output entries
+    epochs: int = 10             # default --epochs
+    style: str = "lines"         # "lines": one {"id", "label"} object per line; "object": one JSON object
+
+    def test_outputs(self, task_dir):
+        """[(test file, output file name)] for every output whose test file exists in ``task_dir``."""
+        found = []
+        for output in self.outputs:
+            path = next((Path(task_dir) / t for t in output.tests if (Path(task_dir) / t).is_file()), None)
+            if path is not None:
+                found.append((path, output.name))
+        return found
+
+    def output_names(self):
+        return tuple(o.name for o in self.outputs)
+
+
+def _test(name):
+    return (Output(name, ("test.json",)),)
+
+
+def _versioned(prefix):
+    """CLUE 1.1 (test.json / test1.1.json) and, when present, CLUE 1.0 (test1.0.json)."""
+    return (Output(f"{prefix}11_predict.json", ("test1.1.json", "test.json")),
+            Output(f"{prefix}10_predict.json", ("test1.0.json",)))
+
+
+TASKS = {t.name: t for t in (
+    Task("afqmc", "tasks/afqmc.py", ("0", "1"), "accuracy", _test("afqmc_predict.json")),
+    Task("tnews", "tasks/tnews.py", TNEWS_LABELS, "accuracy", _versioned("tnews")),
+    Task("iflytek", "tasks/iflytek.py", tuple(str(i) for i in range(119)), "accuracy",
+         _test("iflytek_predict.json")),
+    Task("cmnli", "tasks/cmnli.py", NLI_LABELS, "accuracy", _test("cmnli_predict.json")),
+    Task("ocnli", "tasks/ocnli.py", NLI_LABELS, "accuracy", _test("ocnli_50k_predict.json")),
+    Task("cluewsc2020", "tasks/wsc.py", ("true", "false"), "accuracy", _versioned("cluewsc"), epochs=30),
+    Task("csl", "tasks/csl.py", ("0", "1"), "accuracy", _test("csl_predict.json")),
+)}
+
+
+def get(name):
+    """The Task for a data folder name (``cluewsc2020``) or a script name (``wsc``)."""
+    if name in TASKS:
+        return TASKS[name]
+    for task in TASKS.values():
+        if Path(task.script).stem == name:
+            return task
+    raise KeyError(f"unknown task {name!r}; known: {', '.join(TASKS)}")

@@ -1,0 +1,97 @@
+"""Leaderboard files: written atomically, and checked against the test file they answer.
+
+CLUE takes one JSON object per line, ``{"id": <the test line's own id>, "label": "<label string>"}``, in
+test-file order (cmrc2018 and chid take a single JSON object instead). A file is first written to a
+temporary name in the same folder and then renamed over the target, so a crash never leaves half a file.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomic(path, text):
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_lines(path, rows):
+    """One JSON object per line (UTF-8, not escaped), atomically."""
+    return write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def write_labels(path, ids, labels):
+    """The CLUE classification format: ``{"id": id, "label": label}`` per line, in the given order."""
+    ids, labels = list(ids), list(labels)
+    if len(ids) != len(labels):
+        raise ValueError(f"{path}: {len(ids)} ids but {len(labels)} labels")
+    return write_lines(path, ({"id": i, "label": str(label)} for i, label in zip(ids, labels)))
+
+
+def write_object(path, obj):
+    """A single JSON object (cmrc2018, chid), atomically."""
+    return write_atomic(path, json.dumps(obj, ensure_ascii=False, indent=1) + "\n")
+
+
+def check_labels(path, ids, labels=None):
+    """Problems found in a one-object-per-line prediction file, as readable strings (empty: valid).
+
+    ``ids`` are the test file's ids in order; every one must appear exactly once, in that order, and each
+    label must be a string in ``labels`` (when given).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return [f"{path}: missing"]
+    problems, seen = [], []
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        problems.append(f"{path}: does not end with a newline (truncated?)")
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            problems.append(f"{path}:{number}: not valid JSON ({err.msg})")
+            continue
+        if not isinstance(row, dict) or set(row) != {"id", "label"}:
+            problems.append(f"{path}:{number}: expected an object with exactly 'id' and 'label', got {line[:80]}")
+            continue
+        if not isinstance(row["label"], str):
+            problems.append(f"{path}:{number}: label {row['label']!r} is not a string")
+        elif labels is not None and row["label"] not in labels:
+            problems.append(f"{path}:{number}: label {row['label']!r} is not in the label set")
+        seen.append((number, row["id"]))
+    problems += _check_ids(path, [i for _, i in seen], [n for n, _ in seen], list(ids))
+    return problems
+
+
+def _check_ids(path, got, line_numbers, expected):
+    problems = []
+    counts = {}
+    for i in got:
+        counts[i] = counts.get(i, 0) + 1
+    expected_set = set(expected)
+    for number, i in zip(line_numbers, got):
+        if i not in expected_set:
+            problems.append(f"{path}:{number}: id {i!r} is not in the test file")
+    problems += [f"{path}: id {i!r} appears {n} times" for i, n in counts.items() if n > 1]
+    problems += [f"{path}: id {i!r} is missing" for i in expected if i not in counts]
+    if not problems and got != expected:
+        first = next(k for k, (a, b) in enumerate(zip(got, expected)) if a != b)
+        problems.append(f"{path}:{line_numbers[first]}: id {got[first]!r} out of order "
+                        f"(the test file has {expected[first]!r} there)")
+    return problems
