@@ -76,6 +76,9 @@ class RotaryEmbedding(keras.layers.Layer):
         cos, sin = sinusoidal_positions(ops.shape(x)[1], x.shape[-1])
         return apply_rotary(x, cos, sin)
 
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Embeddings
@@ -100,6 +103,11 @@ class TokenEmbedding(keras.layers.Layer):
             return ops.matmul(inputs, ops.transpose(ops.cast(self.embeddings, inputs.dtype)))
         return ops.cast(ops.take(self.embeddings, ops.cast(inputs, "int32"), axis=0), self.compute_dtype)
 
+    def compute_output_spec(self, inputs, reverse=False):
+        if reverse:
+            return keras.KerasTensor((*inputs.shape[:-1], self.vocab_size), inputs.dtype)
+        return keras.KerasTensor((*inputs.shape, self.hidden_size), self.compute_dtype)
+
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
                 "initializer_range": self.initializer_range, "seed": self.seed}
@@ -122,6 +130,9 @@ class PositionEmbedding(keras.layers.Layer):
         length = ops.shape(x)[1]
         return x + ops.cast(self.embeddings[None, :length], x.dtype)
 
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
     def get_config(self):
         return {**super().get_config(), "max_position": self.max_position,
                 "initializer_range": self.initializer_range, "seed": self.seed}
@@ -136,6 +147,9 @@ class PaddingMask(keras.layers.Layer):
         mask = ops.not_equal(token_ids, 0)
         first = ops.arange(ops.shape(token_ids)[1]) == 0
         return ops.logical_or(mask, first[None, :])[:, None, None, :]
+
+    def compute_output_spec(self, token_ids):
+        return keras.KerasTensor((token_ids.shape[0], 1, 1, token_ids.shape[1]), "bool")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -215,6 +229,9 @@ class SelfAttention(keras.layers.Layer):
         else:
             out = ops.dot_product_attention(q, k, v, mask=padding_mask)
         return self.output_dense(ops.reshape(out, (*heads[:-2], self.num_heads * self.head_size)))
+
+    def compute_output_shape(self, x_shape, padding_mask_shape=None):
+        return x_shape
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "head_size": self.head_size,

@@ -135,6 +135,18 @@ def make_checkpoint(folder, family, size, seed=0):
     return config_path, prefix, variables
 
 
+def probe(model):
+    """A model with dict outputs: the last hidden states and, when ``model`` has the MLM head, its logits
+    (before the activation) and probabilities."""
+    import keras
+
+    last = [layer for layer in model.layers if layer.name.endswith("-FeedForward-Norm")][-1]
+    outputs = {"hidden": last.output}
+    if model.layers[-1].name.endswith("MLM-Activation"):
+        outputs.update(logits=model.layers[-1].input, probs=model.output)
+    return keras.Model(model.inputs, outputs)
+
+
 def random_batch(vocab_size, lengths, seed=0):
     """Padded token ids (id 0 = padding, ids from 1) and segment ids using both 0 and 1."""
     rng = np.random.default_rng(seed)

@@ -35,13 +35,6 @@ def oracle(tmp_path_factory):
     return {case: (job["config"], job["checkpoint"], out) for case, job, out in zip(CASES, jobs, outputs)}
 
 
-def mlm_probe(model, num_layers):
-    """The encoder with_mlm as (last hidden states, MLM logits, MLM probabilities)."""
-    probs = model.layers[-1]
-    hidden = model.get_layer(f"Transformer-{num_layers - 1}-FeedForward-Norm").output
-    return keras.Model(model.inputs, [hidden, probs.input, probs.output])
-
-
 @pytest.mark.parametrize("family,size", CASES)
 def test_equals_bert4keras(oracle, family, size):
     config_path, checkpoint, expected = oracle[family, size]
@@ -49,17 +42,16 @@ def test_equals_bert4keras(oracle, family, size):
     token_ids, segment_ids = batch(config)
     keep = token_ids != 0   # compare where there are tokens
     model = build_transformer_model(config_path, checkpoint, model=family, with_mlm=True)
-    probe = mlm_probe(model, config["num_hidden_layers"])
+    probe = cf.probe(model)
 
-    hidden, logits, probs = [np.asarray(x) for x in probe([token_ids, segment_ids])]
-    diffs = {name: np.abs(ours - expected[name])[keep].max()
-             for name, ours in (("hidden", hidden), ("logits", logits), ("probs", probs))}
+    diffs = {name: np.abs(np.asarray(ours) - expected[name])[keep].max()
+             for name, ours in probe([token_ids, segment_ids]).items()}
     print(f"{family}/{size} eager max abs diff vs bert4keras: {diffs}")
     assert all(diff <= 1e-5 for diff in diffs.values()), diffs
     assert np.abs(expected["hidden"]).max() > 1 and np.abs(expected["logits"]).max() > 5  # not degenerate
 
     # the hidden-states model as users get it, compiled by XLA in predict
-    encoder = keras.Model(model.inputs, probe.outputs[0])
+    encoder = keras.Model(model.inputs, probe.output["hidden"])
     compiled = encoder.predict([token_ids, segment_ids], batch_size=len(LENGTHS), verbose=0)
     diff = np.abs(compiled - expected["hidden"])[keep].max()
     print(f"{family}/{size} predict (XLA) hidden max abs diff: {diff:.2e}")
@@ -152,11 +144,9 @@ def test_mixed_precision_close_to_float32(oracle, policy, tolerance):
     token_ids, segment_ids = batch(cf.family_config("bert", "tiny"))
     keep = token_ids != 0
     model = build_transformer_model(config_path, checkpoint, model="bert", with_mlm=True, dtype=policy)
-    probe = mlm_probe(model, 2)
-    hidden, logits, probs = [np.asarray(x, dtype=np.float32) for x in probe([token_ids, segment_ids])]
-    assert probe.outputs[2].dtype == "float32"   # the softmax runs in float32
-    diffs = {name: np.abs(ours - expected[name])[keep].max()
-             for name, ours in (("hidden", hidden), ("logits", logits), ("probs", probs))}
+    outputs = {k: np.asarray(v, dtype=np.float32) for k, v in cf.probe(model)([token_ids, segment_ids]).items()}
+    assert model.output.dtype == "float32"   # the softmax runs in float32
+    diffs = {name: np.abs(ours - expected[name])[keep].max() for name, ours in outputs.items()}
     print(f"{policy} max abs diff vs float32 bert4keras: {diffs}")
-    assert np.isfinite(hidden).all() and diffs["hidden"] <= tolerance, diffs
+    assert np.isfinite(outputs["hidden"]).all() and diffs["hidden"] <= tolerance, diffs
     assert diffs["probs"] <= tolerance / 5, diffs
