@@ -8,7 +8,10 @@ shuffling.
 
 import math
 
+import keras
 import numpy as np
+
+from clue.tokenizer import truncate_lengths
 
 
 def sequence_padding(inputs, length=None, value=0, seq_dims=1, mode="post", dtype=None):
@@ -41,29 +44,6 @@ def sequence_padding(inputs, length=None, value=0, seq_dims=1, mode="post", dtyp
     return out
 
 
-def truncate_lengths(maxlen, lengths):
-    """The lengths ``truncate_sequences`` leaves: one at a time off the longest (the first on ties)."""
-    lengths = list(lengths)
-    excess = sum(lengths) - maxlen
-    if excess <= 0:
-        return lengths
-    if len(lengths) == 2:  # the common pair case in closed form
-        a, b = lengths
-        big, small = (a, b) if a >= b else (b, a)
-        cut = min(excess, big - small)
-        big -= cut
-        excess -= cut
-        # equal now: alternate, the first sequence first
-        first_cut, second_cut = (excess + 1) // 2, excess // 2
-        if a >= b:
-            return [big - first_cut, small - second_cut]
-        # b was longer: after cutting to equality, the first sequence is cut first on ties
-        return [small - first_cut, big - second_cut]
-    for _ in range(excess):
-        lengths[int(np.argmax(lengths))] -= 1
-    return lengths
-
-
 def truncate_sequences(maxlen, indices, *sequences):
     """Shorten ``sequences`` (lists, in place) until their total length is at most ``maxlen``.
 
@@ -79,3 +59,77 @@ def truncate_sequences(maxlen, indices, *sequences):
         while len(seq) > target:
             seq.pop(index)
     return sequences
+
+
+class Batches(keras.utils.PyDataset):
+    """Batches of variable-length examples for ``model.fit`` / ``predict``, padded to the longest in each batch.
+
+    ``features``: one tuple per example of sequences (e.g. (token_ids, segment_ids)) or scalars; each
+    position becomes one padded array. ``labels`` (optional): one label (scalar or sequence) per example.
+    ``shuffle`` reorders examples every epoch from ``seed`` (the same seed gives the same order).
+    ``bucket``: sort examples by length inside windows of ``bucket`` batches so that each batch holds
+    similar lengths (less padding); batch order is shuffled too when ``shuffle``. ``order`` lists the
+    example indices in the order the batches yield them; ``restore`` puts predictions back in example order.
+    """
+
+    def __init__(self, features, labels=None, batch_size=32, shuffle=False, seed=0, bucket=None,
+                 pad_value=0, length_of=None, **kwargs):
+        super().__init__(**kwargs)
+        if labels is not None and len(labels) != len(features):
+            raise ValueError(f"{len(features)} examples but {len(labels)} labels")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.features = [f if isinstance(f, (tuple, list)) else (f,) for f in features]
+        self.labels, self.batch_size, self.shuffle = labels, batch_size, shuffle
+        self.seed, self.bucket, self.pad_value = seed, bucket, pad_value
+        self.length_of = length_of or (lambda example: len(example[0]))
+        self.epoch = 0
+        self._plan()
+
+    def _plan(self):
+        """Fix this epoch's batches (lists of example indices)."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.features)) if self.shuffle else np.arange(len(self.features))
+        if self.bucket:
+            window = self.batch_size * self.bucket
+            lengths = np.array([self.length_of(f) for f in self.features])
+            order = np.concatenate([
+                chunk[np.argsort(lengths[chunk], kind="stable")]
+                for chunk in np.array_split(order, max(1, math.ceil(len(order) / window)))
+            ]) if len(order) else order
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.bucket and self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        self.batches = batches
+        self.order = np.concatenate(batches) if batches else np.zeros(0, int)
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        chosen = self.batches[index]
+        columns = zip(*(self.features[i] for i in chosen))
+        x = tuple(self._stack(column) for column in columns)
+        x = x[0] if len(x) == 1 else x
+        if self.labels is None:
+            return (x,)
+        return x, self._stack([self.labels[i] for i in chosen])
+
+    def _stack(self, column):
+        if np.ndim(column[0]) == 0:
+            return np.asarray(column)
+        return sequence_padding(column, value=self.pad_value)
+
+    def on_epoch_end(self):
+        if self.shuffle:
+            self.epoch += 1
+            self._plan()
+
+    def restore(self, outputs):
+        """Rows of ``outputs`` (in batch order, e.g. from ``model.predict(self)``) back in example order."""
+        outputs = np.asarray(outputs)
+        if len(outputs) != len(self.order):
+            raise ValueError(f"{len(outputs)} outputs for {len(self.order)} examples")
+        restored = np.empty_like(outputs)
+        restored[self.order] = outputs
+        return restored

@@ -14,6 +14,7 @@ break on); a trailing "\\r" (C3 uses CRLF), a leading U+FEFF and blank lines are
 """
 
 import json
+import re
 from pathlib import Path
 
 from clue.paths import TASKS, find_task_dir
@@ -166,3 +167,163 @@ def task_files(task, data_dir=None):
         return out
     names = {**FILE_NAMES["default"], **FILE_NAMES[task]}
     return {split: _first(folder, options) for split, options in names.items()}
+
+
+# -- whole-file JSON (cmrc2018, c3, chid answers) --------------------------------------------------------
+def load_json(path):
+    try:
+        return json.loads(read_text(path).lstrip("\ufeff"))
+    except json.JSONDecodeError as err:
+        raise DataError(path, err.lineno, f"not valid JSON ({err.msg} at column {err.colno})") from None
+
+
+def line_of(path, text, needle):
+    """The line of ``text`` where the JSON value ``needle`` first occurs (None if it does not)."""
+    at = text.find(json.dumps(needle, ensure_ascii=False)) if needle is not None else -1
+    return text.count("\n", 0, at) + 1 if at >= 0 else None
+
+
+def _expect(value, kind, path, line, where):
+    if not isinstance(value, kind):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise DataError(path, line, f"{where}: expected {names}, got {type(value).__name__}")
+    return value
+
+
+def load_cmrc2018(path):
+    """SQuAD-style cmrc2018 file -> one record per question.
+
+    Record: id, question, context, context_id, title, answers (texts), answer_starts (ints); the answer
+    lists are empty in a test file. Offsets are kept as given (a few in the official files are off).
+    """
+    doc, raw = load_json(path), read_text(path)
+    _expect(doc, dict, path, 1, "top level")
+    if "data" not in doc:
+        raise DataError(path, 1, "no 'data' list at the top level (not a SQuAD-style file)")
+    records = []
+    for i, article in enumerate(_expect(doc["data"], list, path, 1, "data")):
+        where = f"data[{i}]"
+        line = line_of(path, raw, article.get("id")) if isinstance(article, dict) else None
+        require(_expect(article, dict, path, line, where), ("paragraphs",), path, line)
+        for j, paragraph in enumerate(_expect(article["paragraphs"], list, path, line, where + ".paragraphs")):
+            pwhere = f"{where}.paragraphs[{j}]"
+            pline = line_of(path, raw, paragraph.get("id")) if isinstance(paragraph, dict) else line
+            require(_expect(paragraph, dict, path, pline or line, pwhere), ("context", "qas"), path, pline or line)
+            context = _expect(paragraph["context"], str, path, pline, pwhere + ".context")
+            for k, qa in enumerate(_expect(paragraph["qas"], list, path, pline, pwhere + ".qas")):
+                qwhere = f"{pwhere}.qas[{k}]"
+                qline = (line_of(path, raw, qa.get("id")) if isinstance(qa, dict) else None) or pline or line
+                require(_expect(qa, dict, path, qline, qwhere), ("id", "question"), path, qline)
+                answers = _expect(qa.get("answers", []), list, path, qline, qwhere + ".answers")
+                for answer in answers:
+                    if not isinstance(answer, dict) or "text" not in answer:
+                        raise DataError(path, qline, f"{qwhere}: each answer needs a 'text' (got {answer!r})")
+                records.append({
+                    "id": qa["id"], "question": _expect(qa["question"], str, path, qline, qwhere + ".question"),
+                    "context": context, "context_id": paragraph.get("id"), "title": article.get("title"),
+                    "answers": [a["text"] for a in answers],
+                    "answer_starts": [a.get("answer_start") for a in answers], "_line": qline,
+                })
+    return records
+
+
+def load_c3(paths):
+    """C3 files (a list of [dialogue lines, questions, document id]) -> one record per question.
+
+    ``paths``: one file or several (CLUE's d- and m- parts). Record: id (the question's own "id" when the
+    file has one, else its index across the files, from 0), doc_id, context (list of lines), question,
+    choices, answer (None in a test file) and label (index of answer in choices, None in a test file).
+    """
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    records, indexed = [], False
+    for path in paths:
+        raw = read_text(path)
+        for d, item in enumerate(_expect(load_json(path), list, path, 1, "top level")):
+            where = f"document [{d}]"
+            doc_id = item[2] if isinstance(item, list) and len(item) > 2 else None
+            line = line_of(path, raw, doc_id)
+            if not isinstance(item, list) or len(item) < 2:
+                raise DataError(path, line, f"{where}: expected [dialogue lines, questions, id]")
+            lines = _expect(item[0], list, path, line, where + " dialogue")
+            for k, q in enumerate(_expect(item[1], list, path, line, where + " questions")):
+                qline = (line_of(path, raw, q.get("question")) if isinstance(q, dict) else None) or line
+                require(_expect(q, dict, path, qline, f"{where} question [{k}]"), ("question", "choice"),
+                        path, qline)
+                choices = _expect(q["choice"], list, path, qline, f"{where} question [{k}] choice")
+                answer = q.get("answer")
+                if answer is not None and answer not in choices:
+                    raise DataError(path, qline, f"{where} question [{k}]: answer {answer!r} is not one of "
+                                                 f"the choices {choices}")
+                indexed |= "id" not in q and answer is None
+                records.append({
+                    "id": q.get("id", len(records)), "doc_id": doc_id, "context": lines,
+                    "question": q["question"], "choices": choices, "answer": answer,
+                    "label": None if answer is None else choices.index(answer), "_line": qline,
+                })
+    if indexed:
+        print(f"note: unlabelled questions of {', '.join(map(str, paths))} have no 'id'; "
+              f"using their index across these files (from 0)")
+    return records
+
+
+# -- ChID ------------------------------------------------------------------------------------------------
+BLANK = re.compile(r"#idiom\d+#")
+
+
+def load_chid(path, answer_path=None):
+    """ChID lines {"candidates": [10 idioms], "content": [passages with #idiomNNNNNN# blanks]} -> one record
+    per blank: id ("#idiom000000#"), candidates, text (its passage), group (the line number: blanks of a
+    line share the candidates), passage (index in content) and label (index of the right candidate, from
+    ``answer_path`` = {blank: index}; None without it).
+    """
+    answers = None
+    if answer_path is not None:
+        answers = _expect(load_json(answer_path), dict, answer_path, 1, "answer file")
+    records = []
+    for line, record in iter_json_lines(path):
+        require(record, ("candidates", "content"), path, line)
+        candidates = _expect(record["candidates"], list, path, line, "candidates")
+        for p, passage in enumerate(_expect(record["content"], list, path, line, "content")):
+            for blank in BLANK.findall(_expect(passage, str, path, line, f"content[{p}]")):
+                label = None
+                if answers is not None:
+                    if blank not in answers:
+                        raise DataError(path, line, f"blank {blank} has no answer in {answer_path}")
+                    label = answers[blank]
+                    if not isinstance(label, int) or not 0 <= label < len(candidates):
+                        raise DataError(answer_path, line_of(answer_path, read_text(answer_path), blank),
+                                        f"answer {label!r} of {blank} is not a candidate index "
+                                        f"0..{len(candidates) - 1}")
+                records.append({"id": blank, "candidates": candidates, "text": passage, "group": line,
+                                "passage": p, "label": label, "_line": line})
+    return records
+
+
+# -- CLUENER ---------------------------------------------------------------------------------------------
+def load_cluener(path, types=CLUENER_TYPES):
+    """CLUENER lines {"text", "label": {type: {entity: [[start, end], ...]}}} -> records with ``text``,
+    ``id`` (the line's own, or its index in a test file) and ``entities``: sorted (start, end, type) with
+    ``end`` inclusive, each checked to spell its entity. A test file has no "label": entities is None.
+    """
+    records = load_json_lines(path, ("text",))
+    for record in records:
+        line, text = record["_line"], record["text"]
+        if "label" not in record:
+            record["entities"] = None
+            continue
+        entities = []
+        for kind, spans in _expect(record["label"], dict, path, line, "label").items():
+            if kind not in types:
+                raise DataError(path, line, f"entity type {kind!r} is not one of {list(types)}")
+            for entity, places in _expect(spans, dict, path, line, f"label.{kind}").items():
+                for place in _expect(places, list, path, line, f"label.{kind}.{entity}"):
+                    ok = (isinstance(place, list) and len(place) == 2 and all(isinstance(x, int) for x in place)
+                          and 0 <= place[0] <= place[1] < len(text))
+                    if not ok or text[place[0]:place[1] + 1] != entity:
+                        raise DataError(path, line, f"{kind} {entity!r} at {place}: the span does not "
+                                                    f"spell the entity in the text")
+                    entities.append((place[0], place[1], kind))
+        record["entities"] = sorted(entities)
+    if records and all(r["entities"] is None for r in records):
+        ensure_ids(records, path)
+    return records

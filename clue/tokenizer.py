@@ -11,15 +11,29 @@ The rules (bert4keras's ``Tokenizer``, re-implemented):
 4. ``encode`` adds [CLS]/[SEP] and, with ``maxlen``, removes tokens one at a time from just before the
    final [SEP] of the longer sequence (the first on ties) until the pair fits.
 
-Speed: step 2 is one ``str.translate`` with a lazily filled per-character table, and step 3 is cached per
-word, so the per-text Python work is a loop over words.
+Speed. bert4keras spends its time in a Python loop over characters. Here everything per character runs in
+C: ``encode`` lowercases/normalises with the standard library, then one ``str.translate`` maps each
+character straight to its result, using a table filled on first sight of each character: an isolated
+character (CJK or punctuation) becomes the character whose code point is its token id, separators become a
+marker, dropped characters vanish, and any other character is moved to Unicode plane 16, so that each
+remaining run of plane-16 characters is exactly one word. Only those words (Latin, digits, emoji...) go
+through WordPiece, once per distinct word (cached), via one ``re.sub``. The id string then becomes a list
+of ints through ``array``. ``encode_batch`` does the same on all texts joined by NUL (which bert4keras
+drops, so a text holding NUL falls back to one-by-one) to share the per-call cost. Texts the
+code-point trick cannot represent (private-use characters of plane 16, U+FFFE/U+FFFF) and vocabularies
+with ids above U+D7FF take the plain path: translate to space-padded words, split, WordPiece per word,
+which is also what ``tokenize`` uses. HF ``tokenizers`` was measured too and was slower than this on CLUE
+texts (the per-text ``Encoding`` objects cost more than the work itself), and matching bert4keras exactly
+would need custom normaliser/pre-tokeniser rules anyway. ``scripts/benchmark_tokenizer.py`` measures speed
+against bert4keras, ``scripts/tokenizer_parity.py`` checks identity on every shared CLUE text.
 """
 
 import re
 import unicodedata
+from array import array
 from pathlib import Path
 
-from clue.batching import truncate_lengths
+import numpy as np
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 CJK_RANGES = (
@@ -94,8 +108,30 @@ def builtin_vocab():
     return list(SPECIALS) + ascii_chars + punctuation + cjk + continuations
 
 
-class _CharTable(dict):
-    """``str.translate`` table filled on first sight of each character: isolate, separate, drop or keep."""
+def char_class(ch, strip_marks):
+    """How step 2 treats ``ch``: "isolate", "space" (separates words), "drop" or "keep"."""
+    if is_punctuation(ch) or is_cjk(ch):
+        return "isolate"
+    if is_space(ch):
+        return "space"
+    if is_dropped(ch) or (strip_marks and unicodedata.category(ch) == "Mn"):
+        return "drop"
+    return "space" if ch.isspace() else "keep"  # U+2028/U+2029: kept, but str.split() splits on them
+
+
+SHIFT = 0x100000           # kept BMP characters move up to plane 16; token ids stay in the BMP
+JOIN = "\U0010fffd"        # a dropped character in the numpy lookup (U+FFFD is dropped, so free)
+SPACE = "\U0010fffe"       # separates words in the id string
+EXOTIC = "\U0010ffff"      # a character the id string cannot carry: use the plain path
+BATCH_SEP = "\uffff"       # between texts in encode_batch (no token id is this large)
+RUN = re.compile("([\U00010000-\U0010fffd]+)")  # one word of kept characters (JOINs included)
+MAX_FAST_ID = 0xD7FF       # ids must be BMP characters below the surrogates
+LUT_MIN_CHARS = 2000       # from this length numpy's lookup beats str.translate
+UNKNOWN = 0xFFFFFFFF       # a lookup-table entry not filled yet
+
+
+class _WordTable(dict):
+    """translate table of the plain path: isolated characters padded with spaces."""
 
     def __init__(self, strip_marks):
         super().__init__()
@@ -103,16 +139,51 @@ class _CharTable(dict):
 
     def __missing__(self, code):
         ch = chr(code)
-        if is_punctuation(ch) or is_cjk(ch):
-            out = f" {ch} "
-        elif is_space(ch):
-            out = " "
-        elif is_dropped(ch) or (self.strip_marks and unicodedata.category(ch) == "Mn"):
+        kind = char_class(ch, self.strip_marks)
+        out = self[code] = {"isolate": f" {ch} ", "space": " ", "drop": None}.get(kind, ch)
+        return out
+
+
+class _IdTable(dict):
+    """translate table of the id string (see the module docstring)."""
+
+    def __init__(self, vocab, unk_id, strip_marks):
+        super().__init__()
+        self.vocab, self.unk_id, self.strip_marks = vocab, unk_id, strip_marks
+
+    def __missing__(self, code):
+        ch = chr(code)
+        kind = char_class(ch, self.strip_marks)
+        if kind == "isolate":
+            out = chr(self.vocab.get(ch, self.unk_id))
+        elif kind == "space":
+            out = SPACE
+        elif kind == "drop":
             out = None
+        elif code < 0xFFFE:
+            out = chr(SHIFT + code)
+        elif code == 0xFFFF:
+            out = BATCH_SEP  # only encode_batch may let it through
         else:
-            out = ch
+            out = ch if code < SHIFT else EXOTIC
         self[code] = out
         return out
+
+
+def truncate_lengths(maxlen, lengths):
+    """The lengths ``truncate_sequences`` leaves: one at a time off the longest (the first on ties)."""
+    lengths = list(lengths)
+    excess = sum(lengths) - maxlen
+    if excess <= 0:
+        return lengths
+    if len(lengths) == 2:  # the pair case in closed form: cut the longer down to the shorter, then alternate
+        a, b = lengths
+        cut = min(excess, abs(a - b))
+        a, b, excess = (a - cut, b, excess - cut) if a >= b else (a, b - cut, excess - cut)
+        return [a - (excess + 1) // 2, b - excess // 2]
+    for _ in range(excess):
+        lengths[lengths.index(max(lengths))] -= 1
+    return lengths
 
 
 class Tokenizer:
@@ -135,21 +206,27 @@ class Tokenizer:
             raise ValueError(f"vocabulary lacks the special tokens {missing}")
         self.pad_id, self.unk_id, self.cls_id, self.sep_id = (self.vocab[t] for t in SPECIALS[:4])
         self.mask_id = self.vocab.get("[MASK]")
-        self._table = _CharTable(strip_marks=do_lower_case)
-        self._word_tokens = {}   # word -> its WordPiece tokens (unknown words stay whole)
-        self._word_ids = {}      # word -> their ids
+        self._words_table = _WordTable(do_lower_case)
+        self._word_tokens = {}   # word -> its WordPiece tokens (an unknown word stays whole)
+        self._run_cache = {}     # plane-16 run -> its ids as a string
         self._char_norm = {}     # character -> its normalised form, for rematch
+        self._fast = max(self.vocab.values()) <= MAX_FAST_ID
+        if self._fast:
+            self._ids_table = _IdTable(self.vocab, self.unk_id, do_lower_case)
+            self._lut = None  # numpy version of _ids_table, made on the first long text
+            self._cls, self._sep = chr(self.cls_id), chr(self.sep_id)
 
     @property
     def vocab_size(self):
         return len(self.vocab)
 
-    # -- words and pieces ------------------------------------------------------------------------------
+    # -- the plain path: words, then WordPiece -----------------------------------------------------------
+    def _normalize(self, text):
+        return unicodedata.normalize("NFD", text.lower()) if self.do_lower_case else text
+
     def words(self, text):
         """The normalised text split into words (steps 1 and 2 of the module docstring)."""
-        if self.do_lower_case:
-            text = unicodedata.normalize("NFD", text.lower())
-        return text.translate(self._table).split()
+        return self._normalize(text).translate(self._words_table).split()
 
     def _pieces(self, word):
         if len(word) > self.word_maxlen:
@@ -166,34 +243,103 @@ class Tokenizer:
             start = end
         return tuple(pieces)
 
-    def _word_to_ids(self, word):
-        ids = self._word_ids.get(word)
-        if ids is None:
-            if len(self._word_ids) > 1_000_000:
-                self._word_ids.clear()
-            tokens = self._pieces(word)
-            ids = self._word_ids[word] = tuple(self.vocab.get(t, self.unk_id) for t in tokens)
-        return ids
+    def _word_pieces(self, word):
+        pieces = self._word_tokens.get(word)
+        if pieces is None:
+            if len(self._word_tokens) > 1_000_000:
+                self._word_tokens.clear()
+            pieces = self._word_tokens[word] = self._pieces(word)
+        return pieces
 
-    def _text_ids(self, text):
-        ids, cache = [], self._word_ids
-        for word in self.words(text):
-            found = cache.get(word)
-            ids.extend(found if found is not None else self._word_to_ids(word))
-        return ids
+    def _plain_ids(self, text):
+        """[CLS] ids [SEP] through the plain path."""
+        return self.tokens_to_ids(self.tokenize(text))
+
+    # -- the id-string path -------------------------------------------------------------------------------
+    def _run_ids(self, run):
+        """A run of plane-16 characters (one word) -> its ids as characters."""
+        out = self._run_cache.get(run)
+        if out is None:
+            if len(self._run_cache) > 1_000_000:
+                self._run_cache.clear()
+            word = "".join(chr(ord(c) - SHIFT) if c >= "\U00100000" else c for c in run.replace(JOIN, ""))
+            # already normalised; astral characters the run may hold still need step 2: re-split it
+            ids = [self.vocab.get(t, self.unk_id)
+                   for w in word.translate(self._words_table).split() for t in self._word_pieces(w)]
+            out = self._run_cache[run] = "".join(map(chr, ids))
+        return out
+
+    def _translate(self, text):
+        """``text.translate(self._ids_table)``; long texts through a numpy lookup table instead (faster per
+        character, dearer per call), where dropped characters become JOIN rather than vanish."""
+        if len(text) < LUT_MIN_CHARS:
+            return text.translate(self._ids_table)
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+        if self._lut is None:
+            self._lut = np.full(0x110000, UNKNOWN, np.uint32)
+        out = self._lut[codes]
+        unknown = out == UNKNOWN
+        if unknown.any():
+            for code in np.unique(codes[unknown]).tolist():
+                mapped = self._ids_table[code]
+                self._lut[code] = ord(JOIN if mapped is None else mapped)
+            out = self._lut[codes]
+        return out.tobytes().decode("utf-32-le", "surrogatepass")
+
+    def _id_string(self, text, batch=False):
+        """The ids of normalised ``text`` as characters, or None when only the plain path can do it."""
+        s = self._translate(text)
+        if EXOTIC in s or (not batch and BATCH_SEP in s):
+            return None
+        parts = RUN.split(s)  # [between, run, between, run, ...]: words are the odd ones
+        if len(parts) > 1:
+            parts[1::2] = map(self._run_cache.get, parts[1::2])  # cached words without a Python loop
+            if None in parts:
+                runs = RUN.split(s)
+                parts = [self._run_ids(runs[i]) if p is None else p for i, p in enumerate(parts)]
+        return "".join(parts).replace(SPACE, "").replace(JOIN, "")
+
+    def _sequence(self, text):
+        """[CLS] ids [SEP] of a string as an id string (or a list from the plain path); a token list as ids."""
+        if not isinstance(text, str):
+            return self.tokens_to_ids(text)
+        s = self._id_string(self._normalize(text)) if self._fast else None
+        return self._plain_ids(text) if s is None else self._cls + s + self._sep
+
+    def _sequences(self, texts):
+        """``_sequence`` for many texts: one normalise/translate/convert pass over all of them joined by NUL
+        (which marks the text boundaries: bert4keras drops NUL, so a text holding one goes alone)."""
+        if not self._fast or len(texts) < 2 or not all(isinstance(t, str) for t in texts):
+            return [self._sequence(t) for t in texts]
+        joined = self._normalize("\x00".join(texts))
+        if joined.count("\x00") != len(texts) - 1 or BATCH_SEP in joined:
+            return [self._sequence(t) for t in texts]
+        s = self._id_string(joined.replace("\x00", BATCH_SEP), batch=True)
+        if s is None:
+            return [self._sequence(t) for t in texts]
+        s = self._cls + s.replace(BATCH_SEP, self._sep + BATCH_SEP + self._cls) + self._sep
+        ids = array("H", s.encode("utf-16-le")).tolist()
+        out, start, mark = [], 0, ord(BATCH_SEP)
+        for _ in range(len(texts) - 1):
+            end = ids.index(mark, start)
+            out.append(ids[start:end])
+            start = end + 1
+        out.append(ids[start:])
+        return out
+
+    @staticmethod
+    def _as_ids(seq):
+        return array("H", seq.encode("utf-16-le")).tolist() if isinstance(seq, str) else seq
 
     # -- bert4keras API --------------------------------------------------------------------------------
     def tokenize(self, text, maxlen=None):
-        """[CLS] + WordPiece tokens + [SEP]; with ``maxlen``, tokens before [SEP] are dropped to fit."""
+        """[CLS] + WordPiece tokens + [SEP]; with ``maxlen``, tokens before [SEP] are dropped to fit.
+
+        An unknown word appears as itself (normalised), as in bert4keras; it encodes to [UNK].
+        """
         tokens = ["[CLS]"]
-        cache = self._word_tokens
         for word in self.words(text):
-            pieces = cache.get(word)
-            if pieces is None:
-                if len(cache) > 1_000_000:
-                    cache.clear()
-                pieces = cache[word] = self._pieces(word)
-            tokens.extend(pieces)
+            tokens.extend(self._word_pieces(word))
         tokens.append("[SEP]")
         if maxlen is not None:
             tokens = self._cut(tokens, maxlen)
@@ -211,49 +357,43 @@ class Tokenizer:
     def ids_to_tokens(self, ids):
         return [self.inverse[i] for i in ids]
 
-    def _sequence_ids(self, text):
-        """[CLS] ids [SEP] for a string, or the ids of a given token list (used as is, as bert4keras)."""
-        if isinstance(text, str):
-            return [self.cls_id, *self._text_ids(text), self.sep_id]
-        return self.tokens_to_ids(text)
-
     def encode(self, first, second=None, maxlen=None):
         """(token_ids, segment_ids) for ``first`` or the pair [CLS] first [SEP] second [SEP].
 
-        With ``maxlen`` the pair is cut to at most ``maxlen`` tokens, one token at a time from just before
-        the final [SEP] of the longer part (the first on ties), exactly as bert4keras.
+        ``first``/``second`` are texts or token lists. With ``maxlen`` the result is cut to at most
+        ``maxlen`` tokens, one token at a time from just before the final [SEP] of the longer part (the
+        first on ties), exactly as bert4keras.
         """
-        a = self._sequence_ids(first)
-        b = None if second is None else self._sequence_ids(second)
-        return self._join(a, b, maxlen)
+        return self._join(self._sequence(first), None if second is None else self._sequence(second), maxlen)
 
     def encode_batch(self, firsts, seconds=None, maxlen=None):
-        """``encode`` over lists of texts: a list of (token_ids, segment_ids)."""
+        """``[encode(a, b, maxlen) for a, b in zip(firsts, seconds)]``, faster for many short texts."""
+        firsts = list(firsts)
         if seconds is None:
-            return [self.encode(t, None, maxlen) for t in firsts]
+            return [self._join(a, None, maxlen) for a in self._sequences(firsts)]
+        seconds = list(seconds)
         if len(seconds) != len(firsts):
             raise ValueError(f"encode_batch: {len(firsts)} first texts but {len(seconds)} second texts")
-        return [self.encode(a, b, maxlen) for a, b in zip(firsts, seconds)]
+        return [self._join(a, b, maxlen) for a, b in zip(self._sequences(firsts), self._sequences(seconds))]
 
     @staticmethod
-    def _cut(ids, length):
-        """``ids`` shortened to ``length`` by removing items just before the last one."""
-        if length >= len(ids):
-            return ids
+    def _cut(seq, length):
+        """``seq`` shortened to ``length`` by removing items just before the last one (bert4keras's pop(-2))."""
+        if length >= len(seq):
+            return seq
         if length < 1:
             raise IndexError(f"cannot truncate a sequence to {length} tokens")
-        return ids[:length - 1] + ids[-1:]
+        return seq[:length - 1] + seq[-1:]
 
     def _join(self, a, b, maxlen):
         if b is None:
-            if maxlen is not None and a:
-                a = self._cut(a, truncate_lengths(maxlen, [len(a)])[0])
+            a = self._as_ids(a if maxlen is None else self._cut(a, maxlen))
             return a, [0] * len(a)
         if maxlen is not None:  # bert4keras counts the second [CLS] before dropping it: maxlen + 1
             lengths = iter(truncate_lengths(maxlen + 1, [len(p) for p in (a, b) if p]))
             a = self._cut(a, next(lengths)) if a else a
             b = self._cut(b, next(lengths)) if b else b
-        b = b[1:]
+        a, b = self._as_ids(a), self._as_ids(b[1:])
         return a + b, [0] * len(a) + [1] * len(b)
 
     def decode(self, ids, tokens=None):

@@ -1,0 +1,212 @@
+"""Check clue.tokenizer against bert4keras 0.11.5 on every text field of every shared CLUE file.
+
+For each text: encode() ids and segment ids, tokenize() tokens and the rematch() character mapping; for
+each natural pair of a file (sentence pairs, question/context, keywords/abstract ...): encode(a, b,
+maxlen=128). bert4keras runs in a subprocess (it needs legacy Keras). Prints counts and any mismatch.
+
+    python scripts/tokenizer_parity.py [--data-dir ../shared/clue_data] [--vocab VOCAB] [--sample N]
+"""
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from clue.data import iter_json_lines, read_text  # noqa: E402
+from clue.tokenizer import Tokenizer  # noqa: E402
+
+PAIR_MAXLEN = 128
+# Label codes and ids rather than text (label_desc / label_des are text and are kept).
+METADATA = {"id", "idx", "label0", "label1", "label2", "label3", "label4", "genre", "level", "prem_id"}
+
+# Runs under bert4keras: argv = vocab, jobs JSON, output JSON-lines file.
+ORACLE = r"""
+import json, sys, time
+from bert4keras.tokenizers import Tokenizer
+tok = Tokenizer(sys.argv[1], do_lower_case=True)
+jobs = json.load(open(sys.argv[2], encoding="utf-8"))
+with open(sys.argv[3], "w", encoding="utf-8") as out:
+    for text in jobs["texts"]:
+        ids, segs = tok.encode(text)
+        tokens = tok.tokenize(text)
+        try:
+            mapping = tok.rematch(text, tokens)
+        except ValueError:
+            mapping = None
+        out.write(json.dumps([ids, segs, tokens, mapping]) + "\n")
+    for a, b in jobs["pairs"]:
+        out.write(json.dumps(tok.encode(a, b, maxlen=jobs["maxlen"])) + "\n")
+"""
+
+
+def collect(data_dir):
+    """(texts, pairs): texts as (source, text), pairs as (source, a, b); source is "file field"."""
+    data_dir = Path(data_dir)
+    texts, pairs = [], []
+
+    def add(path, field, text):
+        texts.append((f"{path.relative_to(data_dir)} {field}", text))
+
+    def add_pair(path, name, a, b):
+        pairs.append((f"{path.relative_to(data_dir)} {name}", a, b))
+
+    pair_fields = {"afqmc": ("sentence1", "sentence2"), "ocnli": ("sentence1", "sentence2"),
+                   "tnews": ("sentence", "keywords"), "csl": ("keyword", "abst")}
+    for path in sorted(data_dir.glob("*/*.json")):
+        task = path.parent.name
+        if path.name == "cluener_predict.json":  # a format example holding no text
+            continue
+        if task in ("afqmc", "ocnli", "tnews", "iflytek", "csl", "cluewsc2020", "cluener"):
+            rows = [record for _, record in iter_json_lines(path)]
+            for record in rows:
+                for field, text in _json_line_texts_of(record):
+                    add(path, field, text)
+                if task in pair_fields and all(f in record for f in pair_fields[task]):
+                    a, b = (_as_text(record[f]) for f in pair_fields[task])
+                    add_pair(path, "+".join(pair_fields[task]), a, b)
+        elif task == "cmrc2018":
+            for article in json.loads(read_text(path))["data"]:
+                add(path, "title", article.get("title", ""))
+                for paragraph in article["paragraphs"]:
+                    add(path, "context", paragraph["context"])
+                    for qa in paragraph["qas"]:
+                        add(path, "question", qa["question"])
+                        add_pair(path, "question+context", qa["question"], paragraph["context"])
+                        for answer in qa.get("answers", []):
+                            add(path, "answer", answer["text"])
+        elif task == "c3":
+            for lines, questions, _ in json.loads(read_text(path)):
+                dialogue = "||".join(lines)
+                add(path, "dialogue", dialogue)
+                for q in questions:
+                    add(path, "question", q["question"])
+                    add_pair(path, "question+dialogue", q["question"], dialogue)
+                    for choice in q["choice"]:
+                        add(path, "choice", choice)
+                        add_pair(path, "choice+question", choice, q["question"])
+                    add(path, "answer", q.get("answer", ""))
+    return texts, pairs
+
+
+def _as_text(value):
+    return "；".join(value) if isinstance(value, list) else str(value)
+
+
+def _json_line_texts_of(record):
+    """Every string field of a JSON-lines record, nested ones (wsc spans, cluener entities) included."""
+    for field, value in record.items():
+        if field in METADATA:
+            continue
+        if isinstance(value, str):
+            yield field, value
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):  # csl keywords
+            yield field, "；".join(value)
+        elif field == "target" and isinstance(value, dict):  # cluewsc2020 spans
+            for key, span in value.items():
+                if isinstance(span, str):
+                    yield f"target.{key}", span
+        elif field == "label" and isinstance(value, dict):  # cluener entities
+            for entities in value.values():
+                for entity in entities:
+                    yield "label.entity", entity
+
+
+def sample(items, n, seed=0):
+    """A deterministic sample of about ``n`` items drawn from every source in proportion, at least 50 each."""
+    by_source = {}
+    for item in items:
+        by_source.setdefault(item[0], []).append(item)
+    share = n / max(len(items), 1)
+    rng = random.Random(seed)
+    out = []
+    for source in sorted(by_source):
+        group = by_source[source]
+        k = min(len(group), max(50, round(len(group) * share)))
+        out.extend(rng.sample(group, k))
+    return out
+
+
+def run_bert4keras_tokenizer(texts, pairs, vocab_path, maxlen=PAIR_MAXLEN):
+    """bert4keras's outputs (list per text: ids, segs, tokens, mapping; per pair: ids, segs)."""
+    from bert4keras_oracle import run_bert4keras
+
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs, out = Path(tmp) / "jobs.json", Path(tmp) / "out.jsonl"
+        jobs.write_text(json.dumps({"texts": texts, "pairs": pairs, "maxlen": maxlen}), encoding="utf-8")
+        run_bert4keras(ORACLE, vocab_path, jobs, out, timeout=3600)
+        rows = [json.loads(line) for line in out.read_text(encoding="utf-8").split("\n") if line]
+    return rows[:len(texts)], rows[len(texts):]
+
+
+def our_outputs(tokenizer, text):
+    ids, segs = tokenizer.encode(text)
+    tokens = tokenizer.tokenize(text)
+    try:
+        mapping = tokenizer.rematch(text, tokens)
+    except ValueError:
+        mapping = None
+    return [ids, segs, tokens, mapping]
+
+
+def compare(tokenizer, texts, pairs, vocab_path, maxlen=PAIR_MAXLEN):
+    """Mismatches as (kind, source, text or pair, what differs); also the unique counts checked."""
+    unique_texts = list(dict.fromkeys(t for _, t in texts))
+    unique_pairs = list(dict.fromkeys((a, b) for _, a, b in pairs))
+    theirs_texts, theirs_pairs = run_bert4keras_tokenizer(unique_texts, unique_pairs, vocab_path, maxlen)
+    sources = {}
+    for source, text in texts:
+        sources.setdefault(text, source)
+    for source, a, b in pairs:
+        sources.setdefault((a, b), source)
+    names = ("ids", "segment ids", "tokens", "rematch")
+    batch_texts = tokenizer.encode_batch(unique_texts)
+    batch_pairs = tokenizer.encode_batch([a for a, _ in unique_pairs], [b for _, b in unique_pairs], maxlen)
+    mismatches = []
+    for text, theirs, batched in zip(unique_texts, theirs_texts, batch_texts):
+        ours = our_outputs(tokenizer, text)
+        differs = [name for name, x, y in zip(names, ours, theirs) if x != y]
+        differs += ["encode_batch"] if list(batched) != theirs[:2] else []
+        if differs:
+            mismatches.append(("text", sources[text], text, differs))
+    for pair, theirs, batched in zip(unique_pairs, theirs_pairs, batch_pairs):
+        ours = list(tokenizer.encode(*pair, maxlen=maxlen))
+        differs = [name for name, x, y in zip(names, ours, theirs) if x != y]
+        differs += ["encode_batch"] if list(batched) != theirs else []
+        if differs:
+            mismatches.append(("pair", sources[pair], pair, differs))
+    return mismatches, len(unique_texts), len(unique_pairs)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "clue_data"))
+    parser.add_argument("--vocab", default=str(REPO.parent / "shared" / "vocab" / "chinese_bert_vocab.txt"))
+    parser.add_argument("--sample", type=int, default=None, help="check a deterministic sample of N texts")
+    args = parser.parse_args()
+
+    texts, pairs = collect(args.data_dir)
+    if args.sample:
+        texts, pairs = sample(texts, args.sample), sample(pairs, args.sample // 4)
+    fields = Counter(source for source, _ in texts)
+    print(f"{len(texts)} texts from {len(fields)} file fields, {len(pairs)} pairs (maxlen {PAIR_MAXLEN})")
+    for source, count in sorted(fields.items()):
+        print(f"  {count:7d}  {source}")
+    start = time.perf_counter()
+    mismatches, n_texts, n_pairs = compare(Tokenizer(args.vocab), texts, pairs, args.vocab)
+    print(f"checked {n_texts} unique texts (ids, segment ids, tokens, rematch) and {n_pairs} unique pairs "
+          f"in {time.perf_counter() - start:.0f} s")
+    for kind, source, text, differs in mismatches[:20]:
+        print(f"MISMATCH {kind} [{source}] {', '.join(differs)}: {text!r:.200}")
+    print(f"mismatches: {len(mismatches)}")
+    return 1 if mismatches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
