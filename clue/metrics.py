@@ -1,6 +1,8 @@
 """Dev metrics, by the names the task registry uses. Each takes gold and predicted labels and returns a
 fraction in [0, 1]."""
 
+import re
+
 import numpy as np
 
 
@@ -14,3 +16,123 @@ def accuracy(golds, preds):
 
 
 METRICS = {"accuracy": accuracy}
+
+
+# --- CMRC2018: the official evaluation script's rules (cmrc2018_evaluate.py, "v5 - special") ---------------
+# Punctuation the official script removes. Its list also holds "……" as one two-character item, which never
+# equals a single character, so it is left out here.
+CMRC_PUNCTUATION = frozenset("-:_*^/\\~`+=，。：？！“”；’《》·、「」（）－～『』")
+_CJK = re.compile(r"[\u4e00-\u9fa5]")
+# The official script splits non-Chinese runs with nltk.word_tokenize, which needs downloaded data. These
+# words are its common cases: numbers with inner . or , ("3.5", "1,000"), runs of letters/digits, and every
+# other non-space character alone. nltk's English contraction rules ("don't" -> "do", "n't") are not copied.
+_WORDS = re.compile(r"\d+(?:[.,]\d+)+|\w+|[^\w\s]")
+
+
+def cmrc_segments(text):
+    """Lowercased, punctuation dropped, Chinese characters one by one and other text by words."""
+    segments, run = [], ""
+    for char in str(text).lower().strip():
+        if char in CMRC_PUNCTUATION:
+            continue            # dropped without ending a run: "a-b" is one word, as in the official script
+        if _CJK.match(char):
+            segments += _WORDS.findall(run) + [char]
+            run = ""
+        else:
+            run += char
+    return segments + _WORDS.findall(run)
+
+
+def cmrc_normalize(text):
+    """What exact match compares: lowercased, stripped, punctuation removed (inner spaces kept)."""
+    return "".join(c for c in str(text).lower().strip() if c not in CMRC_PUNCTUATION)
+
+
+def longest_common_run(a, b):
+    """Length of the longest contiguous run shared by sequences ``a`` and ``b``."""
+    best, previous = 0, [0] * (len(b) + 1)
+    for x in a:
+        current = [0] * (len(b) + 1)
+        for j, y in enumerate(b):
+            if x == y:
+                current[j + 1] = previous[j] + 1
+                best = max(best, current[j + 1])
+        previous = current
+    return best
+
+
+def cmrc_f1_one(answers, prediction):
+    """Best F1 of ``prediction`` over the gold ``answers``, on the longest common run of segments."""
+    scores = [0.0]
+    pred = cmrc_segments(prediction)
+    for answer in answers:
+        gold = cmrc_segments(answer)
+        common = longest_common_run(gold, pred)
+        if common:
+            precision, recall = common / len(pred), common / len(gold)
+            scores.append(2 * precision * recall / (precision + recall))
+    return max(scores)
+
+
+def cmrc_em_one(answers, prediction):
+    return float(any(cmrc_normalize(a) == cmrc_normalize(prediction) for a in answers))
+
+
+def _cmrc_mean(score, golds, preds, name):
+    golds, preds = list(golds), list(preds)
+    if len(golds) != len(preds):
+        raise ValueError(f"{name}: {len(golds)} questions but {len(preds)} predictions")
+    if not golds:
+        raise ValueError(f"{name}: no questions")
+    # a missing prediction (None) scores 0, as an unanswered question does in the official script
+    return sum(0.0 if p is None else score(g, p) for g, p in zip(golds, preds)) / len(golds)
+
+
+def cmrc2018_em(golds, preds):
+    """Official CMRC2018 exact match. ``golds``: a list of gold answer texts per question."""
+    return _cmrc_mean(cmrc_em_one, golds, preds, "cmrc2018_em")
+
+
+def cmrc2018_f1(golds, preds):
+    """Official CMRC2018 F1 (longest common substring of segments, max over the gold answers)."""
+    return _cmrc_mean(cmrc_f1_one, golds, preds, "cmrc2018_f1")
+
+
+# --- CLUENER: the official score (CLUENER2020 get_f1_score) -----------------------------------------------
+CLUENER_TYPES = ("address", "book", "company", "game", "government", "movie", "name", "organization",
+                 "position", "scene")
+
+
+def cluener_type_scores(golds, preds):
+    """{type: (tp, fp, fn)} over the entity strings of each sentence.
+
+    ``golds`` and ``preds`` are per-sentence label dicts ``{type: {entity_text: [[start, end], ...]}}``;
+    an entity counts once per sentence whatever its number of positions, as in the official script.
+    """
+    golds, preds = list(golds), list(preds)
+    if len(golds) != len(preds):
+        raise ValueError(f"cluener: {len(golds)} gold sentences but {len(preds)} predictions")
+    counts = {}
+    for kind in CLUENER_TYPES:
+        tp = fp = fn = 0
+        for gold, pred in zip(golds, preds):
+            gold, pred = set(gold.get(kind, {})), set(pred.get(kind, {}))
+            tp, fp, fn = tp + len(pred & gold), fp + len(pred - gold), fn + len(gold - pred)
+        counts[kind] = (tp, fp, fn)
+    return counts
+
+
+def cluener_f1(golds, preds):
+    """Official CLUENER score: the macro average over the 10 types of the per-type F1.
+
+    A type with no gold and no predicted entity (possible only on a subset) is left out of the average;
+    the official script divides by zero there.
+    """
+    f1s = [2 * tp / (2 * tp + fp + fn) for tp, fp, fn in cluener_type_scores(golds, preds).values()
+           if tp + fp + fn]
+    if not f1s:
+        raise ValueError("cluener_f1: no entities in the gold labels or the predictions")
+    return sum(f1s) / len(f1s)
+
+
+METRICS.update(cmrc2018_em=cmrc2018_em, cmrc2018_f1=cmrc2018_f1, cluener_f1=cluener_f1)
