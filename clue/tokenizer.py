@@ -163,9 +163,11 @@ class _IdTable(dict):
         elif code < 0xFFFE:
             out = chr(SHIFT + code)
         elif code == 0xFFFF:
-            out = BATCH_SEP  # only encode_batch may let it through
+            out = BATCH_SEP  # only encode_batch lets it through
+        elif code == 0xFFFE or code >= SHIFT:
+            out = EXOTIC
         else:
-            out = ch if code < SHIFT else EXOTIC
+            out = ch  # astral: already outside the BMP
         self[code] = out
         return out
 

@@ -28,10 +28,10 @@ METADATA = {"id", "idx", "label0", "label1", "label2", "label3", "label4", "genr
 
 # Runs under bert4keras: argv = vocab, jobs JSON, output JSON-lines file.
 ORACLE = r"""
-import json, sys, time
+import json, sys
 from bert4keras.tokenizers import Tokenizer
-tok = Tokenizer(sys.argv[1], do_lower_case=True)
 jobs = json.load(open(sys.argv[2], encoding="utf-8"))
+tok = Tokenizer(sys.argv[1], do_lower_case=jobs["lower"])
 with open(sys.argv[3], "w", encoding="utf-8") as out:
     for text in jobs["texts"]:
         ids, segs = tok.encode(text)
@@ -41,13 +41,13 @@ with open(sys.argv[3], "w", encoding="utf-8") as out:
         except ValueError:
             mapping = None
         out.write(json.dumps([ids, segs, tokens, mapping]) + "\n")
-    for a, b in jobs["pairs"]:
-        out.write(json.dumps(tok.encode(a, b, maxlen=jobs["maxlen"])) + "\n")
+    for a, b, maxlen in jobs["pairs"]:
+        out.write(json.dumps(tok.encode(a, b, maxlen=maxlen)) + "\n")
 """
 
 
 def collect(data_dir):
-    """(texts, pairs): texts as (source, text), pairs as (source, a, b); source is "file field"."""
+    """(texts, pairs): texts as (source, text), pairs as (source, a, b, 128); source is "file field"."""
     data_dir = Path(data_dir)
     texts, pairs = [], []
 
@@ -55,7 +55,7 @@ def collect(data_dir):
         texts.append((f"{path.relative_to(data_dir)} {field}", text))
 
     def add_pair(path, name, a, b):
-        pairs.append((f"{path.relative_to(data_dir)} {name}", a, b))
+        pairs.append((f"{path.relative_to(data_dir)} {name}", a, b, PAIR_MAXLEN))
 
     pair_fields = {"afqmc": ("sentence1", "sentence2"), "ocnli": ("sentence1", "sentence2"),
                    "tnews": ("sentence", "keywords"), "csl": ("keyword", "abst")}
@@ -119,9 +119,10 @@ def _json_line_texts_of(record):
 
 
 def sample(items, n, seed=0):
-    """A deterministic sample of about ``n`` items drawn from every source in proportion, at least 50 each."""
+    """A deterministic sample of about ``n`` items, distinct within each source, drawn from every source in
+    proportion, at least 50 from each."""
     by_source = {}
-    for item in items:
+    for item in dict.fromkeys(items):
         by_source.setdefault(item[0], []).append(item)
     share = n / max(len(items), 1)
     rng = random.Random(seed)
@@ -133,13 +134,13 @@ def sample(items, n, seed=0):
     return out
 
 
-def run_bert4keras_tokenizer(texts, pairs, vocab_path, maxlen=PAIR_MAXLEN):
-    """bert4keras's outputs (list per text: ids, segs, tokens, mapping; per pair: ids, segs)."""
+def run_bert4keras_tokenizer(texts, pairs, vocab_path, lower=True):
+    """bert4keras's outputs: per text [ids, segs, tokens, mapping], per (a, b, maxlen) pair [ids, segs]."""
     from bert4keras_oracle import run_bert4keras
 
     with tempfile.TemporaryDirectory() as tmp:
         jobs, out = Path(tmp) / "jobs.json", Path(tmp) / "out.jsonl"
-        jobs.write_text(json.dumps({"texts": texts, "pairs": pairs, "maxlen": maxlen}), encoding="utf-8")
+        jobs.write_text(json.dumps({"texts": texts, "pairs": pairs, "lower": lower}), encoding="utf-8")
         run_bert4keras(ORACLE, vocab_path, jobs, out, timeout=3600)
         rows = [json.loads(line) for line in out.read_text(encoding="utf-8").split("\n") if line]
     return rows[:len(texts)], rows[len(texts):]
@@ -155,19 +156,27 @@ def our_outputs(tokenizer, text):
     return [ids, segs, tokens, mapping]
 
 
-def compare(tokenizer, texts, pairs, vocab_path, maxlen=PAIR_MAXLEN):
-    """Mismatches as (kind, source, text or pair, what differs); also the unique counts checked."""
+def compare(tokenizer, texts, pairs, vocab_path):
+    """Mismatches as (kind, source, text or pair, what differs); also the unique counts checked.
+
+    ``texts``: (source, text); ``pairs``: (source, a, b, maxlen). encode_batch is checked on the texts
+    and on the pairs of each maxlen.
+    """
     unique_texts = list(dict.fromkeys(t for _, t in texts))
-    unique_pairs = list(dict.fromkeys((a, b) for _, a, b in pairs))
-    theirs_texts, theirs_pairs = run_bert4keras_tokenizer(unique_texts, unique_pairs, vocab_path, maxlen)
+    unique_pairs = list(dict.fromkeys(p[1:] for p in pairs))
+    theirs_texts, theirs_pairs = run_bert4keras_tokenizer(unique_texts, unique_pairs, vocab_path,
+                                                          tokenizer.do_lower_case)
     sources = {}
-    for source, text in texts:
-        sources.setdefault(text, source)
-    for source, a, b in pairs:
-        sources.setdefault((a, b), source)
+    for source, *item in texts + pairs:
+        sources.setdefault(item[0] if len(item) == 1 else tuple(item), source)
     names = ("ids", "segment ids", "tokens", "rematch")
     batch_texts = tokenizer.encode_batch(unique_texts)
-    batch_pairs = tokenizer.encode_batch([a for a, _ in unique_pairs], [b for _, b in unique_pairs], maxlen)
+    batch_pairs = {}
+    for maxlen in {p[2] for p in unique_pairs}:
+        group = [p for p in unique_pairs if p[2] == maxlen]
+        encoded = tokenizer.encode_batch([p[0] for p in group], [p[1] for p in group], maxlen)
+        batch_pairs.update(zip(group, encoded))
+    batch_pairs = [batch_pairs[p] for p in unique_pairs]
     mismatches = []
     for text, theirs, batched in zip(unique_texts, theirs_texts, batch_texts):
         ours = our_outputs(tokenizer, text)
@@ -176,7 +185,7 @@ def compare(tokenizer, texts, pairs, vocab_path, maxlen=PAIR_MAXLEN):
         if differs:
             mismatches.append(("text", sources[text], text, differs))
     for pair, theirs, batched in zip(unique_pairs, theirs_pairs, batch_pairs):
-        ours = list(tokenizer.encode(*pair, maxlen=maxlen))
+        ours = list(tokenizer.encode(*pair))
         differs = [name for name, x, y in zip(names, ours, theirs) if x != y]
         differs += ["encode_batch"] if list(batched) != theirs else []
         if differs:
