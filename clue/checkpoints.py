@@ -10,6 +10,7 @@
 ``pytorch_model.bin`` is a pickle, which can run code when loaded: it is refused with how to convert it.
 """
 
+import json
 import re
 from pathlib import Path
 
@@ -138,8 +139,24 @@ class SafetensorsCheckpoint:
         return shape[::-1] if self._transposed(name) else shape
 
     def get(self, name):
-        value = self.file.get_tensor(self.keys[hf_name(name)])
+        key = self.keys[hf_name(name)]
+        if self.file.get_slice(key).get_dtype() == "BF16":   # numpy has no bfloat16
+            value = _bfloat16_as_float32(self.path, key)
+        else:
+            value = self.file.get_tensor(key)
         return value.T if self._transposed(name) else value
+
+
+def _bfloat16_as_float32(path, key):
+    """Read one BF16 tensor from a safetensors file (8-byte header size, JSON header, raw data): a bfloat16
+    is the top half of a float32."""
+    with open(path, "rb") as file:
+        size = int.from_bytes(file.read(8), "little")
+        entry = json.loads(file.read(size))[key]
+        begin, end = entry["data_offsets"]
+        file.seek(8 + size + begin)
+        raw = np.frombuffer(file.read(end - begin), dtype="<u2")
+    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(entry["shape"])
 
 
 def open_checkpoint(path):

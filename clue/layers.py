@@ -79,6 +79,9 @@ class RotaryEmbedding(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    def get_config(self):
+        return super().get_config()
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Embeddings
@@ -150,6 +153,9 @@ class PaddingMask(keras.layers.Layer):
 
     def compute_output_spec(self, token_ids):
         return keras.KerasTensor((token_ids.shape[0], 1, 1, token_ids.shape[1]), "bool")
+
+    def get_config(self):
+        return super().get_config()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -278,3 +284,6 @@ class Bias(keras.layers.Layer):
 
     def call(self, x):
         return x + ops.cast(self.bias, x.dtype)
+
+    def get_config(self):   # defined, so Keras serialises the dtype policy it was given
+        return super().get_config()

@@ -48,6 +48,20 @@ def test_safetensors_older_layernorm_names(tiny, tmp_path):
                                   run(build_transformer_model(config_path, tmp_path / "old.safetensors")))
 
 
+def test_safetensors_bfloat16(tiny, tmp_path):
+    """bfloat16 files (numpy has no such dtype) load as the float32 values they hold."""
+    import ml_dtypes   # a TensorFlow dependency
+
+    config_path, _, variables = tiny["roformer"]
+    hf = {k: v.astype(ml_dtypes.bfloat16) for k, v in cf.to_hf(variables, "roformer.").items()}
+    save_file(hf, str(tmp_path / "bf16.safetensors"))
+    model = build_transformer_model(config_path, tmp_path / "bf16.safetensors", model="roformer")
+    kernel = model.get_layer("Transformer-1-FeedForward").intermediate.kernel
+    expected = hf["roformer.encoder.layer.1.intermediate.dense.weight"].astype(np.float32).T
+    np.testing.assert_array_equal(np.asarray(kernel), expected)
+    assert np.abs(expected - variables["bert/encoder/layer_1/intermediate/dense/kernel"]).max() > 0   # rounded
+
+
 def test_hf_names():
     assert hf_name("bert/encoder/layer_11/attention/self/query/kernel") == "encoder.layer.11.attention.self.query.weight"
     assert hf_name("bert/embeddings/LayerNorm/beta") == "embeddings.LayerNorm.bias"
@@ -65,6 +79,8 @@ def test_weights_h5_round_trip_is_exact(tmp_path):
     for a, b in zip(model.weights, loaded.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
     np.testing.assert_array_equal(run(model), run(loaded))
+    model.save(tmp_path / "encoder.keras")   # a whole-model file restores the registered layers
+    np.testing.assert_array_equal(run(keras.models.load_model(tmp_path / "encoder.keras")), run(model))
 
 
 def test_checkpoint_folder_and_build_from_spec(tiny):
