@@ -28,6 +28,9 @@ class Task:
     metric: str                  # a name in clue.metrics.METRICS
     outputs: tuple               # Output entries
     epochs: int = 10             # default --epochs
+    maxlen: int = 128            # default --maxlen
+    batch_size: int = 32         # default --batch-size
+    grad_accum: int = 1          # default --grad-accum
     style: str = "lines"         # "lines": one {"id", "label"} object per line; "object": one JSON object
 
     def test_outputs(self, task_dir):
@@ -62,6 +65,17 @@ TASKS = {t.name: t for t in (
     Task("ocnli", "tasks/ocnli.py", NLI_LABELS, "accuracy", _test("ocnli_50k_predict.json")),
     Task("cluewsc2020", "tasks/wsc.py", ("true", "false"), "accuracy", _versioned("cluewsc"), epochs=30),
     Task("csl", "tasks/csl.py", ("0", "1"), "accuracy", _test("csl_predict.json")),
+    # reading comprehension and NER, defaults as the bert4keras baselines
+    Task("cmrc2018", "tasks/cmrc2018.py", None, "cmrc2018_em",
+         (Output("cmrc2018_predict.json", ("test.json", "cmrc2018_test.json")),), style="object",
+         maxlen=512, batch_size=16, grad_accum=2),
+    Task("chid", "tasks/chid.py", tuple(str(i) for i in range(10)), "accuracy", _versioned("chid"),
+         style="object", epochs=5, maxlen=64, batch_size=12, grad_accum=2),
+    # c3: CLUE's test1.1/test1.0, else the upstream test set in two parts (d-test is found, m-test joins it)
+    Task("c3", "tasks/c3.py", ("0", "1", "2", "3"), "accuracy",
+         (Output("c311_predict.json", ("test1.1.json", "test.json", "d-test.json", "c3-d-test.json")),
+          Output("c310_predict.json", ("test1.0.json",))), maxlen=512, batch_size=4, grad_accum=4),
+    Task("cluener", "tasks/cluener.py", None, "cluener_f1", _test("cluener_predict.json"), maxlen=256),
 )}
 
 
