@@ -12,6 +12,7 @@ from pathlib import Path
 
 import keras
 
+from clue.checkpoints import load_weights
 from clue.layers import (Bias, FeedForward, LayerNorm, PaddingMask, PositionEmbedding, SelfAttention,
                          TokenEmbedding, activation, kernel_initializer)
 
@@ -82,14 +83,14 @@ def build_transformer_model(config_path=None, checkpoint_path=None, model="bert"
         step = next(counter)
         return None if seed is None else seed + step
 
-    def dropout_layer(x, rate, name):
+    def dropout_layer(x, rate, layer_name):
         if not rate:
             return x
-        return keras.layers.Dropout(rate, seed=layer_seed(), name=name, dtype=policy)(x)
+        return keras.layers.Dropout(rate, seed=layer_seed(), name=layer_name, dtype=policy)(x)
 
-    def norm(x, name, epsilon=None):
+    def norm(x, layer_name, epsilon=None):
         options = dict(switch["norm"], **({} if epsilon is None else {"epsilon": epsilon}))
-        return LayerNorm(name=name, dtype=policy, **options)(x)
+        return LayerNorm(name=layer_name, dtype=policy, **options)(x)
 
     token_ids = keras.Input((None,), dtype="int32", name="Input-Token")
     segment_ids = keras.Input((None,), dtype="int32", name="Input-Segment")
@@ -113,18 +114,18 @@ def build_transformer_model(config_path=None, checkpoint_path=None, model="bert"
 
     # Transformer blocks, post-norm: x = norm(x + drop(f(x)))
     for i in range(cfg["num_hidden_layers"]):
-        name = f"Transformer-{i}-MultiHeadSelfAttention"
+        block = f"Transformer-{i}-MultiHeadSelfAttention"
         y = SelfAttention(heads, cfg.get("attention_head_size", hidden // heads), switch["use_bias"],
                           rotary=switch["positions"] == "rotary", dropout=attention_dropout,
-                          initializer_range=std, seed=layer_seed(), name=name, dtype=policy)(x, padding_mask)
-        y = dropout_layer(y, dropout, f"{name}-Dropout")
-        x = norm(keras.layers.Add(name=f"{name}-Add", dtype=policy)([x, y]), f"{name}-Norm")
+                          initializer_range=std, seed=layer_seed(), name=block, dtype=policy)(x, padding_mask)
+        y = dropout_layer(y, dropout, f"{block}-Dropout")
+        x = norm(keras.layers.Add(name=f"{block}-Add", dtype=policy)([x, y]), f"{block}-Norm")
 
-        name = f"Transformer-{i}-FeedForward"
-        y = FeedForward(cfg["intermediate_size"], act, switch["use_bias"], std, layer_seed(), name=name,
+        block = f"Transformer-{i}-FeedForward"
+        y = FeedForward(cfg["intermediate_size"], act, switch["use_bias"], std, layer_seed(), name=block,
                         dtype=policy)(x)
-        y = dropout_layer(y, dropout, f"{name}-Dropout")
-        x = norm(keras.layers.Add(name=f"{name}-Add", dtype=policy)([x, y]), f"{name}-Norm")
+        y = dropout_layer(y, dropout, f"{block}-Dropout")
+        x = norm(keras.layers.Add(name=f"{block}-Add", dtype=policy)([x, y]), f"{block}-Norm")
 
     outputs = x
     if with_mlm:
@@ -142,7 +143,6 @@ def build_transformer_model(config_path=None, checkpoint_path=None, model="bert"
 
     model = keras.Model([token_ids, segment_ids], outputs, name=name or family.replace("_", "-"))
     if checkpoint_path is not None:
-        from clue.checkpoints import load_weights
         load_weights(model, checkpoint_path)
     return model
 

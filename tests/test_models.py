@@ -107,6 +107,7 @@ def test_random_init_is_seeded_and_distinct():
 def test_encoder_info_and_options():
     config = dict(cf.TINY, hidden_act="relu", initializer_range=0.05)
     model = build_transformer_model(config=config, model="roformer_v2")
+    assert model.name == "roformer-v2" and build_transformer_model(config=cf.TINY, name="enc").name == "enc"
     assert encoder_info(model) == dict(hidden_size=64, num_heads=4, head_size=16, initializer_range=0.05,
                                        family="roformer_v2")
     head = keras.layers.Dense(3)(model.output[:, 0])
