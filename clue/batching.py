@@ -64,8 +64,8 @@ def truncate_sequences(maxlen, indices, *sequences):
 class Batches(keras.utils.PyDataset):
     """Batches of variable-length examples for ``model.fit`` / ``predict``, padded to the longest in each batch.
 
-    ``features``: one tuple per example of sequences (e.g. (token_ids, segment_ids)) or scalars; each
-    position becomes one padded array. ``labels`` (optional): one label (scalar or sequence) per example.
+    ``features``: one tuple per example of sequences (e.g. (token_ids, segment_ids)) or scalars, each
+    position becoming one padded array; or one sequence (a list or array) per example for a single input. ``labels`` (optional): one label (scalar or sequence) per example.
     ``shuffle`` reorders examples every epoch from ``seed`` (the same seed gives the same order).
     ``bucket``: sort examples by length inside windows of ``bucket`` batches so that each batch holds
     similar lengths (less padding); batch order is shuffled too when ``shuffle``. ``order`` lists the
@@ -79,7 +79,7 @@ class Batches(keras.utils.PyDataset):
             raise ValueError(f"{len(features)} examples but {len(labels)} labels")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        self.features = [f if isinstance(f, (tuple, list)) else (f,) for f in features]
+        self.features = [f if isinstance(f, tuple) else (f,) for f in features]  # a list is one sequence
         self.labels, self.batch_size, self.shuffle = labels, batch_size, shuffle
         self.seed, self.bucket, self.pad_value = seed, bucket, pad_value
         self.length_of = length_of or (lambda example: len(example[0]))
@@ -119,6 +119,12 @@ class Batches(keras.utils.PyDataset):
         if np.ndim(column[0]) == 0:
             return np.asarray(column)
         return sequence_padding(column, value=self.pad_value)
+
+    def set_epoch(self, epoch):
+        """Plan the batches of ``epoch`` (the order depends on (seed, epoch) only: resumed runs match)."""
+        if self.shuffle and epoch != self.epoch:
+            self.epoch = epoch
+            self._plan()
 
     def on_epoch_end(self):
         if self.shuffle:

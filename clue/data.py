@@ -177,10 +177,25 @@ def load_json(path):
         raise DataError(path, err.lineno, f"not valid JSON ({err.msg} at column {err.colno})") from None
 
 
-def line_of(path, text, needle):
-    """The line of ``text`` where the JSON value ``needle`` first occurs (None if it does not)."""
-    at = text.find(json.dumps(needle, ensure_ascii=False)) if needle is not None else -1
-    return text.count("\n", 0, at) + 1 if at >= 0 else None
+class _Lines:
+    """Line numbers of JSON values in a file's text, for messages. Values are looked for forward from the
+    last one found (files list them in order, so one pass over the text), else anywhere; None if absent
+    (e.g. written with \\u escapes)."""
+
+    def __init__(self, text):
+        self.text, self.pos, self.line = text, 0, 1
+
+    def of(self, value):
+        if value is None:
+            return None
+        needle = json.dumps(value, ensure_ascii=False)
+        at = self.text.find(needle, self.pos)
+        if at < 0:
+            at = self.text.find(needle)
+            return None if at < 0 else self.text.count("\n", 0, at) + 1
+        self.line += self.text.count("\n", self.pos, at)
+        self.pos = at
+        return self.line
 
 
 def _expect(value, kind, path, line, where):
@@ -193,26 +208,26 @@ def _expect(value, kind, path, line, where):
 def load_cmrc2018(path):
     """SQuAD-style cmrc2018 file -> one record per question.
 
-    Record: id, question, context, context_id, title, answers (texts), answer_starts (ints); the answer
-    lists are empty in a test file. Offsets are kept as given (a few in the official files are off).
+    Record: id, question, context, context_id, title, article_id, answers (texts), answer_starts (ints);
+    the answer lists are empty in a test file. Offsets are kept as given (a few in the official files are off).
     """
-    doc, raw = load_json(path), read_text(path)
+    doc, lines = load_json(path), _Lines(read_text(path))
     _expect(doc, dict, path, 1, "top level")
     if "data" not in doc:
         raise DataError(path, 1, "no 'data' list at the top level (not a SQuAD-style file)")
     records = []
     for i, article in enumerate(_expect(doc["data"], list, path, 1, "data")):
         where = f"data[{i}]"
-        line = line_of(path, raw, article.get("id")) if isinstance(article, dict) else None
+        line = lines.of(article.get("id")) if isinstance(article, dict) else None
         require(_expect(article, dict, path, line, where), ("paragraphs",), path, line)
         for j, paragraph in enumerate(_expect(article["paragraphs"], list, path, line, where + ".paragraphs")):
             pwhere = f"{where}.paragraphs[{j}]"
-            pline = line_of(path, raw, paragraph.get("id")) if isinstance(paragraph, dict) else line
+            pline = lines.of(paragraph.get("id")) if isinstance(paragraph, dict) else line
             require(_expect(paragraph, dict, path, pline or line, pwhere), ("context", "qas"), path, pline or line)
             context = _expect(paragraph["context"], str, path, pline, pwhere + ".context")
             for k, qa in enumerate(_expect(paragraph["qas"], list, path, pline, pwhere + ".qas")):
                 qwhere = f"{pwhere}.qas[{k}]"
-                qline = (line_of(path, raw, qa.get("id")) if isinstance(qa, dict) else None) or pline or line
+                qline = (lines.of(qa.get("id")) if isinstance(qa, dict) else None) or pline or line
                 require(_expect(qa, dict, path, qline, qwhere), ("id", "question"), path, qline)
                 answers = _expect(qa.get("answers", []), list, path, qline, qwhere + ".answers")
                 for answer in answers:
@@ -221,6 +236,7 @@ def load_cmrc2018(path):
                 records.append({
                     "id": qa["id"], "question": _expect(qa["question"], str, path, qline, qwhere + ".question"),
                     "context": context, "context_id": paragraph.get("id"), "title": article.get("title"),
+                    "article_id": article.get("id", i),
                     "answers": [a["text"] for a in answers],
                     "answer_starts": [a.get("answer_start") for a in answers], "_line": qline,
                 })
@@ -237,16 +253,17 @@ def load_c3(paths):
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     records, indexed = [], False
     for path in paths:
-        raw = read_text(path)
+        where_is = _Lines(read_text(path))
         for d, item in enumerate(_expect(load_json(path), list, path, 1, "top level")):
             where = f"document [{d}]"
             doc_id = item[2] if isinstance(item, list) and len(item) > 2 else None
-            line = line_of(path, raw, doc_id)
+            first = item[0][0] if isinstance(item, list) and item and isinstance(item[0], list) and item[0] else None
+            line = where_is.of(first)  # the id comes after the questions: locate the first dialogue line
             if not isinstance(item, list) or len(item) < 2:
                 raise DataError(path, line, f"{where}: expected [dialogue lines, questions, id]")
             lines = _expect(item[0], list, path, line, where + " dialogue")
             for k, q in enumerate(_expect(item[1], list, path, line, where + " questions")):
-                qline = (line_of(path, raw, q.get("question")) if isinstance(q, dict) else None) or line
+                qline = (where_is.of(q.get("question")) if isinstance(q, dict) else None) or line
                 require(_expect(q, dict, path, qline, f"{where} question [{k}]"), ("question", "choice"),
                         path, qline)
                 choices = _expect(q["choice"], list, path, qline, f"{where} question [{k}] choice")
@@ -291,7 +308,7 @@ def load_chid(path, answer_path=None):
                         raise DataError(path, line, f"blank {blank} has no answer in {answer_path}")
                     label = answers[blank]
                     if not isinstance(label, int) or not 0 <= label < len(candidates):
-                        raise DataError(answer_path, line_of(answer_path, read_text(answer_path), blank),
+                        raise DataError(answer_path, _Lines(read_text(answer_path)).of(blank),
                                         f"answer {label!r} of {blank} is not a candidate index "
                                         f"0..{len(candidates) - 1}")
                 records.append({"id": blank, "candidates": candidates, "text": passage, "group": line,
