@@ -1,0 +1,198 @@
+"""The command line every task script shares, and ``Run``: what a script needs once the flags are read.
+
+    run = cli.start("afqmc", argv)      # flags, seeds, data files, model spec, tokenizer, output folders
+    train = run.read("train")           # records of the split, at most --limit of them
+    encoder = run.encoder()             # the pretrained (or tiny random) encoder
+
+With no ``--data-dir``, no ``$CLUE_DATA_DIR`` and no ``./datasets/<task>``, a task that has a demo (afqmc)
+generates its demo data and says so in a banner; a data directory that was asked for but is missing is an
+error, never a silent demo.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from clue import demo, registry
+from clue.paths import MissingPathError, OutputDirs, data_root, find_task_dir
+from clue.presets import preset_names, resolve_model
+
+DEFAULT_MODEL = "bert-base"
+DEMOS = {"afqmc": demo.make_afqmc}
+# A random-init model learns from scratch: AdamW at 1e-3 (the baselines' Adafactor at 5e-4 fine-tunes).
+DEMO_DEFAULTS = {"optimizer": "adamw", "lr": 1e-3, "epochs": 10, "maxlen": 64}
+BUCKET = 16   # sort by length within windows of 16 batches: less padding, few distinct shapes
+NEEDS = {"train": ("train", "dev"), "eval": ("dev",), "predict": ()}   # the splits each --mode reads
+
+
+def build_parser(task):
+    p = argparse.ArgumentParser(
+        prog=Path(task.script).name,
+        description=f"Fine-tune an encoder on {task.name} and write {' / '.join(task.output_names())}.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data-dir", help="folder holding <task>/ (default: $CLUE_DATA_DIR, else ./datasets)")
+    p.add_argument("--model", help=f"preset ({', '.join(preset_names())}) or preset JSON path "
+                                   f"(default: {DEFAULT_MODEL}; tiny in the demo)")
+    p.add_argument("--model-dir", help="unpacked checkpoint folder (default: $CLUE_MODEL_DIR)")
+    p.add_argument("--output-dir", default=".", help="results/, weights/ and logs/ go here")
+    p.add_argument("--mode", choices=("train", "eval", "predict"), default="train",
+                   help="train: fit, keep the best dev epoch, predict the test set; eval: dev score of the "
+                        "saved best weights; predict: test predictions from the saved best weights")
+    p.add_argument("--epochs", type=int, default=task.epochs)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--maxlen", type=int, default=128)
+    p.add_argument("--lr", type=float, help="learning rate (default: 5e-4 for adafactor, 2e-5 for adamw)")
+    p.add_argument("--optimizer", choices=("adafactor", "adamw"), default="adafactor")
+    p.add_argument("--warmup", type=float, default=0.1, help="adamw: warmup as a fraction of all steps")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="adamw only")
+    p.add_argument("--grad-accum", type=int, default=1, help="apply the gradients every N batches")
+    p.add_argument("--mixed-precision", nargs="?", const="mixed_float16", default=None,
+                   choices=("mixed_float16", "mixed_bfloat16"), help="Keras dtype policy (GPU: float16)")
+    p.add_argument("--pooling", choices=("cls", "avg", "max"), default="cls", help="sentence vector")
+    p.add_argument("--second-segment", type=int, choices=(0, 1), default=0,
+                   help="segment id of the second text of a pair (the baselines use 0)")
+    p.add_argument("--limit", type=int, help="at most N examples per split (smoke runs)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the last finished epoch (weights and optimizer state)")
+    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs under logs/")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress output")
+    return p
+
+
+class Run:
+    """Flags, folders, model spec and tokenizer of one task run."""
+
+    def __init__(self, task, args, task_dir, demo_banner=None):
+        from clue.data import task_files
+        from clue.tokenizer import Tokenizer, builtin_vocab
+
+        self.task, self.args, self.task_dir, self.demo = task, args, Path(task_dir), demo_banner is not None
+        self.dirs = OutputDirs(args.output_dir).make()
+        self.weights_path = self.dirs.weights / f"{task.name}.weights.h5"
+        self.files = task_files(task.name, task_dir.parent)
+        self.test_outputs = task.test_outputs(self.task_dir)
+        self._check_files()
+        self.spec = resolve_model(args.model, args.model_dir)
+        vocab = self.spec.vocab_path or builtin_vocab()
+        self.tokenizer = Tokenizer(str(vocab) if isinstance(vocab, Path) else vocab, self.spec.do_lower_case)
+
+    def _check_files(self):
+        """Fail before any training when a file this mode needs is missing."""
+        for split in NEEDS[self.args.mode]:
+            if self.files.get(split) is None:
+                raise MissingPathError(
+                    f"{self.task.name}: no {split} file in {self.task_dir} (--mode {self.args.mode} needs it)")
+        if self.args.mode != "train" and not self.weights_path.is_file():
+            raise MissingPathError(f"--mode {self.args.mode} loads the best weights {self.weights_path}, "
+                                   f"which do not exist: train first (--mode train) with this --output-dir")
+        if not self.test_outputs:
+            tests = sorted({t for o in self.task.outputs for t in o.tests})
+            message = f"{self.task.name}: no test file in {self.task_dir} (looked for {', '.join(tests)})"
+            if self.args.mode == "predict":
+                raise MissingPathError(message)
+            print(f"warning: {message}; no submission file will be written", file=sys.stderr)
+
+    def read(self, split, fields):
+        """Classification records of ``split`` ("train", "dev") or of a test file path, each checked to
+        have ``fields`` and a label in the task's set ("-" rows dropped); at most --limit of them."""
+        from clue.data import load_classification
+
+        if not isinstance(split, Path) and split not in NEEDS[self.args.mode]:
+            return []      # e.g. --mode predict needs no train file
+        path = split if isinstance(split, Path) else self.files[split]
+        return load_classification(path, fields, self.task.labels)[:self.args.limit]
+
+    def encode(self, first, second=None):
+        """(token_ids, segment_ids) of one text or a pair, at most --maxlen tokens; the second text gets
+        segment id --second-segment (0 as the baselines: one sequence)."""
+        token_ids, segment_ids = self.tokenizer.encode(first, second, maxlen=self.args.maxlen)
+        if self.args.second_segment == 0:
+            segment_ids = [0] * len(token_ids)
+        return token_ids, segment_ids
+
+    def examples(self, records, frame):
+        """(features, labels): (token_ids, segment_ids) per record, ``frame(record)`` giving its text(s),
+        and label indices (None for unlabelled test records)."""
+        features = [self.encode(*frame(r)) for r in records]
+        if not records or "label" not in records[0]:
+            return features, None
+        index = {label: i for i, label in enumerate(self.task.labels)}
+        return features, [index[r["label"]] for r in records]
+
+    def batches(self, examples, shuffle=False):
+        """Padded batches of (features, labels), length-bucketed; shuffled by (--seed, epoch) for training,
+        else in a fixed order that ``training.predict`` undoes."""
+        from clue.batching import Batches
+
+        features, labels = examples
+        return Batches(features, labels, self.args.batch_size, shuffle=shuffle, seed=self.args.seed,
+                       bucket=BUCKET)
+
+    def outputs(self):
+        """[(test file, leaderboard file path)] to predict; none in --mode eval."""
+        if self.args.mode == "eval":
+            return []
+        return [(test, self.dirs.results / name) for test, name in self.test_outputs]
+
+    def encoder(self, **options):
+        from clue.models import build_from_spec
+
+        return build_from_spec(self.spec, self.tokenizer.vocab_size, seed=self.args.seed, **options)
+
+
+def explicit_flags(parser, argv):
+    """The dests of the flags the command line actually gave (``--lr 1e-3`` or ``--lr=1e-3``)."""
+    given = {arg.split("=", 1)[0] for arg in argv if arg.startswith("--")}
+    return {a.dest for a in parser._actions if given & set(a.option_strings)}
+
+
+def parse_args(task_name, argv=None):
+    task = registry.get(task_name)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(task)
+    args = parser.parse_args(argv)
+    args.explicit = explicit_flags(parser, argv)
+    if args.lr is None:
+        args.lr = 5e-4 if args.optimizer == "adafactor" else 2e-5
+    for flag in ("epochs", "batch_size", "maxlen", "grad_accum"):
+        if getattr(args, flag) < 1:
+            raise SystemExit(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if args.limit is not None and args.limit < 1:
+        raise SystemExit(f"--limit must be at least 1, got {args.limit}")
+    return task, args
+
+
+def wants_demo(task, args):
+    """True when nothing points at data: no --data-dir, no $CLUE_DATA_DIR, no ./datasets/<task>."""
+    if task.name not in DEMOS or args.data_dir or os.environ.get("CLUE_DATA_DIR"):
+        return False
+    try:
+        find_task_dir(task.name)
+    except MissingPathError:
+        return True
+    return False
+
+
+def start(task_name, argv=None):
+    """Read the flags and set up a run: seeds, precision policy, demo data when nothing is configured."""
+    import keras
+
+    task, args = parse_args(task_name, argv)
+    banner = None
+    if wants_demo(task, args):
+        folder = DEMOS[task.name](Path(args.output_dir) / "demo_data" / task.name, seed=args.seed)
+        args.data_dir, args.model = str(folder.parent), args.model or "tiny"
+        for flag, value in DEMO_DEFAULTS.items():
+            if flag not in args.explicit:
+                setattr(args, flag, value)
+        banner = demo.BANNER.format(folder=folder)
+        print(banner, flush=True)
+    args.model = args.model or DEFAULT_MODEL
+    keras.utils.set_random_seed(args.seed)
+    keras.mixed_precision.set_dtype_policy(args.mixed_precision or "float32")
+    task_dir = find_task_dir(task.name, args.data_dir)
+    _, source = data_root(args.data_dir)
+    print(f"{task.name}: data {task_dir} ({source}), model {args.model}, mode {args.mode}", flush=True)
+    return Run(task, args, task_dir, banner)

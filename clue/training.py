@@ -1,0 +1,195 @@
+"""The training loop every task shares: optimizer, best-on-dev checkpoint, resume, logs and prediction.
+
+    def evaluate(model):                       # the task's dev metric, computed by the task script
+        return accuracy(dev_labels, decode(training.predict(model, dev_batches)))
+    training.fit(model, train_batches, evaluate, run)   # --mode train|eval|predict, --resume
+
+Per epoch the dev metric is computed and printed; when it improves the weights go to
+``weights/<task>.weights.h5``. Resume is Keras's ``BackupAndRestore`` (model and optimizer state at the
+last finished epoch, in ``weights/<task>_backup/``); the best score so far lives in
+``logs/<task>.state.json`` beside the CSV log ``logs/<task>.csv``. Shuffling is seeded by (seed, epoch),
+so a resumed run sees the same batches as an uninterrupted one.
+"""
+
+import json
+import os
+import shutil
+import sys
+
+import keras
+import numpy as np
+from keras import ops
+
+from clue.submission import write_atomic
+
+
+@keras.saving.register_keras_serializable(package="clue")
+class WarmupLinear(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 to ``peak`` over ``warmup_steps``, then linear decay to 0 at ``total_steps``."""
+
+    def __init__(self, peak, total_steps, warmup_steps):
+        self.peak, self.total_steps, self.warmup_steps = float(peak), int(total_steps), int(warmup_steps)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        warm = (step + 1) / max(self.warmup_steps, 1)
+        decay = (self.total_steps - step) / max(self.total_steps - self.warmup_steps, 1)
+        return self.peak * ops.clip(ops.minimum(warm, decay), 0.0, 1.0)
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
+
+
+def make_optimizer(args, total_steps):
+    """Adafactor at a constant rate (the baselines), or AdamW with warmup and linear decay."""
+    accum = args.grad_accum if args.grad_accum > 1 else None
+    if args.optimizer == "adafactor":
+        return keras.optimizers.Adafactor(learning_rate=args.lr, gradient_accumulation_steps=accum)
+    schedule = WarmupLinear(args.lr, total_steps, round(args.warmup * total_steps))
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=args.weight_decay,
+                                       gradient_accumulation_steps=accum)
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "norm"])
+    return optimizer
+
+
+def save_weights_atomic(model, path):
+    """``model.save_weights`` to a temporary name beside ``path``, then rename: never half a file."""
+    tmp = path.with_name(f".{path.name[:-len('.weights.h5')]}.tmp.weights.h5")
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+class EpochShuffle(keras.callbacks.Callback):
+    """Tells the training batches which epoch starts, so their order depends on (seed, epoch) only."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.set_epoch(epoch)
+
+
+class BestOnDev(keras.callbacks.Callback):
+    """Scores dev after each epoch, keeps the best weights, and records the scores in a state file."""
+
+    def __init__(self, evaluate, metric, weights_path, state_path, resume=False):
+        super().__init__()
+        self.evaluate, self.metric = evaluate, metric
+        self.weights_path, self.state_path, self.resume = weights_path, state_path, resume
+
+    def on_train_begin(self, logs=None):
+        state = {}
+        if self.resume and self.state_path.is_file():
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+        self.best, self.best_epoch = state.get("best"), state.get("best_epoch")
+        self.history = state.get("history", [])
+
+    def on_epoch_end(self, epoch, logs=None):
+        score = float(self.evaluate(self.model))
+        if logs is not None:
+            logs[f"val_{self.metric}"] = score   # the CSV log and the progress bar pick it up
+        del self.history[epoch:]                # a resumed epoch replaces its earlier record
+        self.history.append(score)
+        if self.best is None or score > self.best:
+            self.best, self.best_epoch = score, epoch
+            save_weights_atomic(self.model, self.weights_path)
+        write_atomic(self.state_path, json.dumps({
+            "metric": self.metric, "best": self.best, "best_epoch": self.best_epoch + 1,
+            "epochs_done": epoch + 1, "epochs": self.params.get("epochs"), "history": self.history,
+        }, indent=1) + "\n")
+        print(f"epoch {epoch + 1}: dev {self.metric} {score:.2%} "
+              f"(best {self.best:.2%} at epoch {self.best_epoch + 1})", flush=True)
+
+
+def as_fit_data(batches):
+    """What ``model.fit`` gets. On TensorFlow a ``tf.data`` pipeline whose sequence dims are unknown:
+    Keras would otherwise fix the batch shapes to those of the first two batches it peeks at. The
+    generator reads ``batches[i]`` when each epoch starts, so ``set_epoch`` still decides the order."""
+    if keras.backend.backend() != "tensorflow":
+        return batches
+    import tensorflow as tf
+
+    spec = keras.tree.map_structure(lambda a: tf.TensorSpec((None,) * np.ndim(a), np.asarray(a).dtype),
+                                    batches[0])
+    data = tf.data.Dataset.from_generator(lambda: (batches[i] for i in range(len(batches))),
+                                          output_signature=spec)
+    return data.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(2)
+
+
+def read_state(run):
+    path = run.dirs.logs / f"{run.task.name}.state.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def fit(model, train, evaluate, run, loss="sparse_categorical_crossentropy"):
+    """Train (``--mode train``) or load the best weights (eval/predict); returns the dev score.
+
+    ``train`` is a ``Batches``-like PyDataset with ``set_epoch``; ``evaluate(model)`` returns the dev metric.
+    In eval mode the score of the saved weights is printed; in predict mode dev is not scored (None).
+    """
+    args, name, metric = run.args, run.task.name, run.task.metric
+    if args.mode != "train":
+        model.load_weights(run.weights_path)
+        if args.mode == "predict":
+            return None
+        score = float(evaluate(model))
+        print(f"{name}: dev {metric} {score:.2%} ({run.weights_path})", flush=True)
+        return score
+
+    backup = run.dirs.weights / f"{name}_backup"
+    state_path = run.dirs.logs / f"{name}.state.json"
+    if args.resume:
+        where = "the last finished epoch" if backup.is_dir() else "scratch (no backup found)"
+        print(f"{name}: resuming from {where} in {backup}", flush=True)
+    else:   # a fresh run: forget any earlier interrupted one
+        shutil.rmtree(backup, ignore_errors=True)
+        state_path.unlink(missing_ok=True)
+    model.compile(optimizer=make_optimizer(args, args.epochs * len(train)), loss=loss)
+    best = BestOnDev(evaluate, metric, run.weights_path, state_path, resume=args.resume)
+    callbacks = [
+        EpochShuffle(train),
+        best,
+        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
+        keras.callbacks.CSVLogger(str(run.dirs.logs / f"{name}.csv"), append=args.resume),
+    ]
+    if args.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run.dirs.logs / "tensorboard" / name)))
+    model.fit(as_fit_data(train), epochs=args.epochs, callbacks=callbacks, verbose=args.verbose, shuffle=False)
+    if best.best is None:
+        raise RuntimeError(f"{name}: no epoch finished and no earlier best score in {state_path}")
+    model.load_weights(run.weights_path)
+    print(f"{name}: best dev {metric} {best.best:.2%} at epoch {best.best_epoch + 1}; "
+          f"weights {run.weights_path}", flush=True)
+    return best.best
+
+
+def predict(model, batches, verbose=0):
+    """The model's output for every example, in the order the examples were given.
+
+    Batches run one at a time and are put back in input order when they were length-sorted
+    (``batches.order[k]`` is the example at position k). One array when every example's output has the
+    same shape (classification), else a list of per-example arrays (padded to their batch's length).
+    """
+    progress = keras.utils.Progbar(len(batches), file=sys.stdout) if verbose else None
+    outputs = []
+    for i in range(len(batches)):
+        item = batches[i]
+        outputs.append(np.asarray(model.predict_on_batch(item[0] if isinstance(item, tuple) else item)))
+        if progress:
+            progress.update(i + 1)
+    order = getattr(batches, "order", None)
+    if all(o.shape[1:] == outputs[0].shape[1:] for o in outputs):
+        stacked = np.concatenate(outputs)
+        if order is None:
+            return stacked
+        result = np.empty_like(stacked)
+        result[np.asarray(order)] = stacked
+        return result
+    rows = [row for o in outputs for row in o]
+    if order is None:
+        return rows
+    result = [None] * len(rows)
+    for position, index in enumerate(order):
+        result[index] = rows[position]
+    return result
