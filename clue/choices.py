@@ -6,6 +6,7 @@ choices (c3 questions have 2 to 4; padding choices get probability 0). chid adds
 the blanks of one line share their 10 candidates and never take the same one.
 """
 
+import itertools
 import re
 
 import keras
@@ -14,6 +15,7 @@ from keras import ops
 from scipy.optimize import linear_sum_assignment
 
 from clue.batching import truncate_sequences
+from clue.spans import Collated  # noqa: F401  (the task scripts batch choices with it)
 
 register = keras.saving.register_keras_serializable(package="clue")
 
@@ -59,17 +61,17 @@ def choice_model(encoder, num_choices, pooling="cls", seed=None):
     return keras.Model([token_ids, segment_ids, choice_mask], probs, name=f"{encoder.name}_choices")
 
 
-def choice_arrays(examples, num_choices):
-    """Stack examples (each a list of up to ``num_choices`` token id lists) into the model's three inputs,
-    padding every sequence to the longest and every question to ``num_choices`` choices."""
-    length = max(len(ids) for choices in examples for ids in choices)
+def choice_batch(examples, num_choices):
+    """Examples (choices: up to ``num_choices`` token id lists, label index) -> the model's three inputs,
+    every sequence padded to the longest and every question to ``num_choices`` choices, and the labels."""
+    length = max(len(ids) for choices, _ in examples for ids in choices)
     tokens = np.zeros((len(examples), num_choices, length), dtype="int32")
     mask = np.zeros((len(examples), num_choices), dtype="int32")
-    for i, choices in enumerate(examples):
+    for i, (choices, _) in enumerate(examples):
         for j, ids in enumerate(choices):
             tokens[i, j, :len(ids)] = ids
             mask[i, j] = 1
-    return [tokens, np.zeros_like(tokens), mask]
+    return (tokens, np.zeros_like(tokens), mask), np.array([label for _, label in examples], dtype="int32")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -128,6 +130,18 @@ def chid_choices(tokenizer, candidates, context, maxlen):
 
 def assign(probs):
     """The candidate index for each blank of one line, all different, maximising the summed log-probability
-    (Hungarian assignment); ``probs`` is (blanks, candidates) with blanks <= candidates."""
-    rows, cols = linear_sum_assignment(-np.log(np.asarray(probs, dtype="float64") + 1e-12))
+    (Hungarian assignment); ``probs`` is (blanks, candidates). With more blanks than candidates (never in
+    ChID) each blank simply takes its best candidate."""
+    probs = np.asarray(probs, dtype="float64")
+    if probs.shape[0] > probs.shape[1]:
+        return probs.argmax(-1).tolist()
+    rows, cols = linear_sum_assignment(-np.log(probs + 1e-12))
     return cols[np.argsort(rows)].tolist()
+
+
+def assign_groups(groups, probs):
+    """``assign`` within each run of consecutive rows of the same group (the blanks of one ChID line)."""
+    picks = []
+    for _, rows in itertools.groupby(range(len(groups)), key=lambda i: groups[i]):
+        picks += assign(np.asarray(probs)[list(rows)])
+    return picks

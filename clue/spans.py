@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from clue.batching import Batches, sequence_padding
 from clue.layers import apply_rotary, kernel_initializer, sinusoidal_positions
 
 register = keras.saving.register_keras_serializable(package="clue")
@@ -152,7 +153,8 @@ def cmrc_windows(tokenizer, question, context, answer=None, maxlen=512, stride=1
     """The windows of one question: dicts with ``token_ids``, ``span_mask`` (1 on [CLS] and the context
     tokens), ``label`` (the answer's (start, end) in the window, (0, 0) for [CLS] when it is not inside)
     and ``first``/``offset`` (context token index of the window's first context position, and that
-    position in the sequence). ``answer`` is (first, last) character or None."""
+    position in the sequence). ``answer`` is (first, last) character or None. Windows start every
+    ``stride`` context tokens, or every window length when that is shorter (no token is skipped)."""
     q_ids = tokenizer.encode(question, maxlen=maxlen // 2)[0]      # [CLS] question [SEP], at most half
     c_ids, c_spans = char_spans(tokenizer, context)
     room, offset = maxlen - len(q_ids) - 1, len(q_ids)
@@ -168,7 +170,7 @@ def cmrc_windows(tokenizer, question, context, answer=None, maxlen=512, stride=1
                         "label": label, "first": first, "offset": offset})
         if first + room >= len(c_ids):
             return windows, c_spans
-        first += stride
+        first += min(stride, room)
 
 
 def window_answer(context, c_spans, window, start, end):
@@ -204,14 +206,78 @@ def ner_labels(example, heads, length):
     return target
 
 
-def ner_decode(scores, text, where, types):
-    """CLUENER's label dict {type: {entity text: [[first, last], ...]}} from (heads, len, len) scores: every
-    pair scored above 0 is an entity (the head already excludes [CLS], [SEP], padding and end < start)."""
+def positive_spans(scores):
+    """(type, start, end) of every pair scored above 0 in a (heads, len, len) table: the entities (the
+    head already excludes [CLS], [SEP], padding and end < start)."""
+    return np.argwhere(np.asarray(scores) > 0)
+
+
+def ner_decode(found, text, where, types):
+    """CLUENER's label dict {type: {entity text: [[first, last], ...]}} from (type, start, end) token spans."""
     label = {}
-    for kind, start, end in zip(*np.nonzero(np.asarray(scores) > 0)):
+    for kind, start, end in found:
         if not (1 <= start <= end <= len(where)):
             continue
         first, last = where[start - 1][0], where[end - 1][1]
         entity = text[first:last + 1]
         label.setdefault(types[kind], {}).setdefault(entity, []).append([int(first), int(last)])
     return label
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Batches and prediction
+
+
+class Collated(Batches):
+    """``Batches``'s plan (shuffled by seed and epoch, ``order``) with the task's own ``collate(examples)``
+    building each batch, for examples that are not flat sequences (span targets, choices of a question)."""
+
+    def __init__(self, examples, collate, batch_size, shuffle=False, seed=0):
+        super().__init__(examples, batch_size=batch_size, shuffle=shuffle, seed=seed)
+        self.examples, self.collate = examples, collate
+
+    def __getitem__(self, index):
+        return self.collate([self.examples[i] for i in self.batches[index]])
+
+
+def span_inputs(examples):
+    """(token_ids, segment_ids, span_mask) padded to the longest example."""
+    token_ids = sequence_padding([e["token_ids"] for e in examples])
+    return token_ids, np.zeros_like(token_ids), sequence_padding([e["span_mask"] for e in examples])
+
+
+def window_batch(windows):
+    """cmrc2018 windows -> (inputs, (batch, 2) gold start and end)."""
+    return span_inputs(windows), np.array([w["label"] for w in windows], dtype="int32")
+
+
+def ner_batch(examples, heads):
+    """cluener examples -> (inputs, dense (batch, heads, len, len) targets), built per batch because
+    targets for a whole training set would take gigabytes."""
+    x = span_inputs(examples)
+    return x, np.stack([ner_labels(e, heads, x[0].shape[1]) for e in examples])
+
+
+def predict_each(model, batches, reduce):
+    """``reduce(scores of one example)`` for every example, in example order. Batches are reduced as they
+    come: the (len, len) score tables of a whole dev set would not fit in memory."""
+    results = []
+    for index in range(len(batches)):
+        x = batches[index][0]
+        results.extend(reduce(row) for row in np.asarray(model.predict_on_batch(x)))
+    ordered = [None] * len(results)
+    for position, example in enumerate(batches.order):
+        ordered[example] = results[position]
+    return ordered
+
+
+def cmrc_answers(records, windows, best):
+    """One answer text per question: the best-scoring span over its windows (``best`` is the
+    (start, end, score) of each window); "" for a question none of whose windows has a span."""
+    answers = {}
+    for window, (start, end, score) in zip(windows, best):
+        q = window["question"]
+        if np.isfinite(score) and score > answers.get(q, (-np.inf, ""))[0]:
+            text = window_answer(records[q]["context"], window["c_spans"], window, start, end)
+            answers[q] = (score, text)
+    return [answers.get(q, (0.0, ""))[1] for q in range(len(records))]

@@ -144,6 +144,13 @@ def test_cmrc_windows_slide_and_point_at_cls_without_the_answer(tokenizer):
             assert spans.window_answer(context, c_spans, w, *w["label"]) == context[20:23]
 
 
+def test_cmrc_windows_never_skip_tokens_when_the_window_is_shorter_than_the_stride(tokenizer):
+    context = "".join(chr(0x4E00 + i) for i in range(30))
+    windows, _ = spans.cmrc_windows(tokenizer, "问题", context, maxlen=15, stride=128)
+    # room 15 - 4 - 1 = 10 tokens: windows at 0, 10, 20 cover all 30 tokens
+    assert [w["first"] for w in windows] == [0, 10, 20]
+
+
 def test_ner_example_and_decode_round_trip(tokenizer):
     text = "张三在北京工作"
     types = ("address", "name")
@@ -153,7 +160,7 @@ def test_ner_example_and_decode_round_trip(tokenizer):
     assert target.sum() == 2 and target[1, 1, 2] == 1
     scores = np.where(target > 0, 3.0, -3.0)
     scores[1, 6, 7] = 1.0                                           # 工作 as a name, also above 0
-    decoded = spans.ner_decode(scores, text, example["spans"], types)
+    decoded = spans.ner_decode(spans.positive_spans(scores), text, example["spans"], types)
     assert decoded == {"name": {"张三": [[0, 1]], "工作": [[5, 6]]}, "address": {"北京": [[3, 4]]}}
     for kind, entities in decoded.items():
         for entity, places in entities.items():
