@@ -1,0 +1,69 @@
+"""C3: multiple-choice reading comprehension of Chinese exam dialogues (d-) and mixed-genre texts (m-).
+
+Framing as the bert4keras CLUE baseline: each choice is read with its passage and question,
+[CLS] passage [SEP] question [SEP] choice [SEP] (--maxlen 512, the longest part cut first), scored by the
+[CLS] vector and a Dense(1); a softmax over the question's choices (2 to 4; padded to 4 and masked) picks
+the answer. Gradient accumulation as the baseline (batch 4, 4 steps). Dev metric accuracy. Writes
+results/c311_predict.json (c310 from test1.0.json), lines {"id": <question id>, "label": "<choice index>"}.
+
+Reads CLUE's d-/m-{train,dev}.json, test1.1.json, test1.0.json, or the upstream c3-d-/c3-m- files.
+
+    python tasks/c3.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
+"""
+
+import sys
+
+from clue import choices, cli, metrics, submission, training
+from clue.data import load_c3
+
+TASK = "c3"
+NUM_CHOICES = 4
+
+
+def main(argv=None):
+    run = cli.start(TASK, argv)
+    args, tokenizer = run.args, run.tokenizer
+
+    def read(source):
+        """Questions of a split ("train", "dev": [] when --mode does not need it) or a test file; --limit."""
+        if isinstance(source, str):
+            if source not in cli.NEEDS[args.mode]:
+                return []
+            source = run.files[source]
+        elif source.name.endswith("d-test.json"):   # the upstream test set comes in a d- and an m- part
+            source = run.files["test"]
+        return load_c3(source)[:args.limit]
+
+    def examples(records):
+        return [(choices.c3_choices(tokenizer, "||".join(r["context"]), r["question"], r["choices"][:NUM_CHOICES],
+                                    args.maxlen), r["label"] or 0) for r in records]
+
+    def batches(found, shuffle=False):
+        collate = lambda chunk: choices.choice_batch(chunk, NUM_CHOICES)  # noqa: E731
+        return choices.Collated(found, collate, args.batch_size, shuffle, args.seed)
+
+    # data: each question -> one sequence per choice -> batches of (batch, 4, len)
+    train = examples(read("train"))
+    dev = examples(read("dev"))
+
+    # head: [CLS] vector -> Dense(1) per choice -> softmax over the choices
+    model = choices.choice_model(run.encoder(), NUM_CHOICES, args.pooling, seed=args.seed)
+
+    def predict(found):
+        return training.predict(model, batches(found)).argmax(-1)
+
+    def evaluate(model):
+        return metrics.accuracy([label for _, label in dev], predict(dev))
+
+    # fit, keeping the best dev epoch (or load it: --mode eval / predict)
+    training.fit(model, batches(train, shuffle=True) if train else None, evaluate, run)
+
+    # predict each test file with the best weights; the label is the choice index as a string
+    for test_file, out in run.outputs():
+        test = read(test_file)
+        submission.write_labels(out, [r["id"] for r in test], predict(examples(test)))
+        print(f"wrote {out} ({len(test)} lines)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

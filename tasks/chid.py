@@ -1,0 +1,76 @@
+"""ChID: cloze test with Chinese idioms; each blank of a passage takes one of its line's 10 candidate idioms.
+
+Framing as the bert4keras CLUE baseline: one sub-problem per blank, each candidate read with the context
+around the blank, [CLS] idiom [SEP] left context [marker] right context [SEP] (--maxlen 64; the passage's
+other blanks become [MASK]s), scored by the [CLS] vector and a Dense(1), softmax over the 10 candidates.
+The blanks of one line share its candidates, so their picks are made together by the Hungarian assignment
+(no idiom used twice). Dev metric accuracy. Writes results/chid11_predict.json (chid10 from test1.0.json),
+one JSON object {"#idiomNNNNNN#": candidate index}.
+
+    python tasks/chid.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
+"""
+
+import sys
+
+from clue import choices, cli, metrics, submission, training
+from clue.data import load_chid
+
+TASK = "chid"
+NUM_CHOICES = 10
+
+
+def main(argv=None):
+    run = cli.start(TASK, argv)
+    args, tokenizer = run.args, run.tokenizer
+
+    def read(source):
+        """Blanks of a split ("train", "dev" with their answer files: [] when --mode does not need them)
+        or of a test file; --limit."""
+        if isinstance(source, str):
+            if source not in cli.NEEDS[args.mode]:
+                return []
+            return load_chid(run.files[source], run.files[f"{source}_answer"])[:args.limit]
+        return load_chid(source)[:args.limit]
+
+    def examples(records):
+        contexts, out = {}, []   # contexts of every blank of a passage, made once per passage
+        for r in records:
+            passage = (r["group"], r["passage"])
+            if passage not in contexts:
+                contexts[passage] = choices.blank_contexts(tokenizer, r["text"], args.maxlen - 7)
+            ids = choices.chid_choices(tokenizer, r["candidates"], contexts[passage][r["id"]], args.maxlen)
+            out.append((ids, r["label"] or 0))
+        return out
+
+    def batches(found, shuffle=False):
+        collate = lambda chunk: choices.choice_batch(chunk, NUM_CHOICES)  # noqa: E731
+        return choices.Collated(found, collate, args.batch_size, shuffle, args.seed)
+
+    # data: each blank -> one sequence per candidate -> batches of (batch, 10, len)
+    train = examples(read("train"))
+    dev = read("dev")
+    dev_examples = examples(dev)
+
+    # head: [CLS] vector -> Dense(1) per candidate -> softmax over the candidates
+    model = choices.choice_model(run.encoder(), NUM_CHOICES, args.pooling, seed=args.seed)
+
+    def predict(records, found):
+        probs = training.predict(model, batches(found))
+        return choices.assign_groups([r["group"] for r in records], probs)
+
+    def evaluate(model):
+        return metrics.accuracy([r["label"] for r in dev], predict(dev, dev_examples))
+
+    # fit, keeping the best dev epoch (or load it: --mode eval / predict)
+    training.fit(model, batches(train, shuffle=True) if train else None, evaluate, run)
+
+    # predict each test file with the best weights: {blank: candidate index}
+    for test_file, out in run.outputs():
+        test = read(test_file)
+        picks = predict(test, examples(test))
+        submission.write_object(out, {r["id"]: int(p) for r, p in zip(test, picks)})
+        print(f"wrote {out} ({len(test)} blanks)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

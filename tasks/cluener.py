@@ -1,0 +1,69 @@
+"""CLUENER2020: fine-grained named entities in news sentences, 10 types (address, book, company, ...).
+
+Framing as the bert4keras CLUE baseline: [CLS] text [SEP] -> a GlobalPointer with one head per entity
+type scoring every (start, end) token pair; the multi-label loss pushes entities above 0 and the rest
+below, and every span scored above 0 is kept. Dev metric: the official CLUENER score (per type F1 over the
+entity strings of each sentence, macro average over the types). Writes results/cluener_predict.json, lines
+{"id": ..., "label": {type: {entity: [[start, end], ...]}}} with inclusive character offsets.
+
+    python tasks/cluener.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
+"""
+
+import sys
+
+from clue import cli, metrics, spans, submission, training
+from clue.data import load_cluener
+
+TASK = "cluener"
+TYPES = metrics.CLUENER_TYPES
+
+
+def main(argv=None):
+    run = cli.start(TASK, argv)
+    args, tokenizer = run.args, run.tokenizer
+
+    def read(source):
+        """Sentences of a split ("train", "dev": [] when --mode does not need it) or a test file; --limit."""
+        if isinstance(source, str):
+            if source not in cli.NEEDS[args.mode]:
+                return []
+            source = run.files[source]
+        return load_cluener(source)[:args.limit]
+
+    def examples(records):
+        return [spans.ner_example(tokenizer, r["text"], [(kind, a, b) for a, b, kind in r["entities"] or ()],
+                                  TYPES, args.maxlen) for r in records]
+
+    def batches(found, shuffle=False):
+        collate = lambda chunk: spans.ner_batch(chunk, len(TYPES))  # noqa: E731
+        return spans.Collated(found, collate, args.batch_size, shuffle, args.seed)
+
+    # data: sentences -> [CLS] text [SEP] with gold (type, start token, end token) -> padded batches
+    train = examples(read("train"))
+    dev = read("dev")
+    dev_examples = examples(dev)
+
+    # head: one GlobalPointer head per entity type over the encoder's last layer
+    model = spans.span_model(run.encoder(), heads=len(TYPES), seed=args.seed)
+
+    def predict(records, found):
+        positives = spans.predict_each(model, batches(found), spans.positive_spans)
+        return [spans.ner_decode(p, r["text"], e["spans"], TYPES) for p, r, e in zip(positives, records, found)]
+
+    def evaluate(model):
+        return metrics.cluener_f1([r["label"] for r in dev], predict(dev, dev_examples))
+
+    # fit, keeping the best dev epoch (or load it: --mode eval / predict)
+    training.fit(model, batches(train, shuffle=True) if train else None, evaluate, run,
+                 loss=spans.span_multilabel_crossentropy)
+
+    # predict each test file with the best weights, one line per sentence in file order
+    for test_file, out in run.outputs():
+        test = read(test_file)
+        labels = predict(test, examples(test))
+        submission.write_lines(out, ({"id": r["id"], "label": label} for r, label in zip(test, labels)))
+        print(f"wrote {out} ({len(test)} lines)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

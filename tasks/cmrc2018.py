@@ -1,0 +1,79 @@
+"""CMRC2018: span-extraction reading comprehension; the answer to a question is a span of a Wikipedia paragraph.
+
+Framing as the bert4keras CLUE baseline: [CLS] question [SEP] context window [SEP], windows of --maxlen
+(512) tokens sliding over the context with stride 128. A GlobalPointer scores every (start, end) pair of a
+window's context jointly (question positions masked); a window without the answer points at [CLS]. At
+prediction the best span over all windows of a question wins, cut from the context through the
+tokenizer's character mapping. Dev metric: the official EM (F1 printed too). Writes
+results/cmrc2018_predict.json, one JSON object {question_id: answer_text}.
+
+    python tasks/cmrc2018.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
+"""
+
+import sys
+
+from clue import cli, metrics, spans, submission, training
+from clue.data import load_cmrc2018
+
+TASK = "cmrc2018"
+STRIDE = 128
+
+
+def main(argv=None):
+    run = cli.start(TASK, argv)
+    args, tokenizer = run.args, run.tokenizer
+
+    def read(source):
+        """Questions of a split ("train", "dev": [] when --mode does not need it) or a test file; --limit."""
+        if isinstance(source, str):
+            if source not in cli.NEEDS[args.mode]:
+                return []
+            source = run.files[source]
+        return load_cmrc2018(source)[:args.limit]
+
+    def windows(records, train=False):
+        """Every window of every question; a training window knows where its first answer lies."""
+        out = []
+        for q, r in enumerate(records):
+            answer = None
+            if train and r["answers"]:
+                answer = spans.locate_answer(r["context"], r["answers"][0], r["answer_starts"][0])
+            found, c_spans = spans.cmrc_windows(tokenizer, r["question"], r["context"], answer, args.maxlen,
+                                                STRIDE)
+            out += [dict(w, question=q, c_spans=c_spans) for w in found]
+        return out
+
+    def batches(examples, shuffle=False):
+        return spans.Collated(examples, spans.window_batch, args.batch_size, shuffle, args.seed)
+
+    # data: questions -> windows over their contexts -> padded batches
+    train = windows(read("train"), train=True)
+    dev = read("dev")
+    dev_windows = windows(dev)
+
+    # head: one GlobalPointer over the encoder's last layer; softmax over all (start, end) pairs
+    model = spans.span_model(run.encoder(), heads=1, seed=args.seed)
+
+    def predict(records, found):
+        best = spans.predict_each(model, batches(found), lambda scores: spans.best_span(scores[0]))
+        return spans.cmrc_answers(records, found, best)
+
+    def evaluate(model):
+        golds, preds = [r["answers"] for r in dev], predict(dev, dev_windows)
+        print(f"dev F1 {metrics.cmrc2018_f1(golds, preds):.2%}", flush=True)
+        return metrics.cmrc2018_em(golds, preds)
+
+    # fit, keeping the best dev epoch (or load it: --mode eval / predict)
+    training.fit(model, batches(train, shuffle=True) if train else None, evaluate, run,
+                 loss=spans.span_crossentropy)
+
+    # predict each test file with the best weights: {question id: answer text}
+    for test_file, out in run.outputs():
+        test = read(test_file)
+        answers = predict(test, windows(test))
+        submission.write_object(out, {r["id"]: a for r, a in zip(test, answers)})
+        print(f"wrote {out} ({len(test)} answers)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
