@@ -40,13 +40,13 @@ def build_parser(task):
                    help="train: fit, keep the best dev epoch, predict the test set; eval: dev score of the "
                         "saved best weights; predict: test predictions from the saved best weights")
     p.add_argument("--epochs", type=int, default=task.epochs)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--maxlen", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=task.batch_size)
+    p.add_argument("--maxlen", type=int, default=task.maxlen)
     p.add_argument("--lr", type=float, help="learning rate (default: 5e-4 for adafactor, 2e-5 for adamw)")
     p.add_argument("--optimizer", choices=("adafactor", "adamw"), default="adafactor")
     p.add_argument("--warmup", type=float, default=0.1, help="adamw: warmup as a fraction of all steps")
     p.add_argument("--weight-decay", type=float, default=0.01, help="adamw only")
-    p.add_argument("--grad-accum", type=int, default=1, help="apply the gradients every N batches")
+    p.add_argument("--grad-accum", type=int, default=task.grad_accum, help="apply the gradients every N batches")
     p.add_argument("--mixed-precision", nargs="?", const="mixed_float16", default=None,
                    choices=("mixed_float16", "mixed_bfloat16"), help="Keras dtype policy (GPU: float16)")
     p.add_argument("--pooling", choices=("cls", "avg", "max"), default="cls", help="sentence vector")

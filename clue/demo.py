@@ -21,7 +21,7 @@ INTENTS = (
 )
 OPENINGS = ("", "", "请问", "我的", "你好，", "想问下")
 ENDINGS = ("", "？", "呢", "啊", "呀？")
-SPLITS = {"train": 2000, "dev": 400, "test": 400}
+SPLITS = {"train": 3000, "dev": 400, "test": 400}
 
 
 def question(rng, product, intent):

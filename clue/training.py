@@ -8,7 +8,7 @@ Per epoch the dev metric is computed and printed; when it improves the weights g
 ``weights/<task>.weights.h5``. Resume is Keras's ``BackupAndRestore`` (model and optimizer state at the
 last finished epoch, in ``weights/<task>_backup/``); the best score so far lives in
 ``logs/<task>.state.json`` beside the CSV log ``logs/<task>.csv``. Shuffling is seeded by (seed, epoch),
-so a resumed run sees the same batches as an uninterrupted one.
+and so is dropout (``EpochSeeds``): a resumed run repeats an uninterrupted one exactly.
 """
 
 import json
@@ -59,15 +59,24 @@ def save_weights_atomic(model, path):
     os.replace(tmp, path)
 
 
-class EpochShuffle(keras.callbacks.Callback):
-    """Tells the training batches which epoch starts, so their order depends on (seed, epoch) only."""
+class EpochSeeds(keras.callbacks.Callback):
+    """At each epoch start, sets the batch order and every dropout seed from (seed, epoch) alone.
 
-    def __init__(self, batches):
+    Keras's backup holds weights and optimizer state but not the seed generators' states, so a resumed
+    run would otherwise replay the dropout masks of its first epoch; reseeding per epoch makes a resumed
+    run repeat an uninterrupted one exactly.
+    """
+
+    def __init__(self, batches, seed):
         super().__init__()
-        self.batches = batches
+        self.batches, self.seed = batches, seed
 
     def on_epoch_begin(self, epoch, logs=None):
         self.batches.set_epoch(epoch)
+        states = [v for v in self.model.variables if v.name == "seed_generator_state"]
+        for i, state in enumerate(states):
+            value = np.random.SeedSequence([self.seed, epoch, i]).generate_state(1)[0] % 2**31
+            state.assign(np.array([value, 0]).astype(state.dtype))
 
 
 class BestOnDev(keras.callbacks.Callback):
@@ -82,7 +91,8 @@ class BestOnDev(keras.callbacks.Callback):
         state = {}
         if self.resume and self.state_path.is_file():
             state = json.loads(self.state_path.read_text(encoding="utf-8"))
-        self.best, self.best_epoch = state.get("best"), state.get("best_epoch")
+        self.best = state.get("best")
+        self.best_epoch = state["best_epoch"] - 1 if "best_epoch" in state else None   # stored from 1
         self.history = state.get("history", [])
 
     def on_epoch_end(self, epoch, logs=None):
@@ -148,7 +158,7 @@ def fit(model, train, evaluate, run, loss="sparse_categorical_crossentropy"):
     model.compile(optimizer=make_optimizer(args, args.epochs * len(train)), loss=loss)
     best = BestOnDev(evaluate, metric, run.weights_path, state_path, resume=args.resume)
     callbacks = [
-        EpochShuffle(train),
+        EpochSeeds(train, args.seed),
         best,
         keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
         keras.callbacks.CSVLogger(str(run.dirs.logs / f"{name}.csv"), append=args.resume),

@@ -1,0 +1,157 @@
+"""The shared training loop: resume after a real kill, the learning-rate schedule, pooling, prediction order,
+and the best-on-dev bookkeeping."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from clue import demo, training
+from clue.batching import Batches
+from clue.heads import Pooling
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tasks"))
+import afqmc  # noqa: E402  (the task script, run in-process)
+
+# Small and quick, but with dropout, AdamW's warmup/decay schedule and shuffling all in play.
+FLAGS = ["--model", "tiny", "--epochs", "3", "--batch-size", "16", "--maxlen", "32", "--optimizer", "adamw",
+         "--lr", "1e-3", "--verbose", "0", "--seed", "7"]
+
+
+def h5_arrays(path):
+    """{dataset path: array} of a Keras weights file."""
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset)
+                     else None)
+    return arrays
+
+
+def backup_epoch(output):
+    meta = output / "weights" / "afqmc_backup" / "training_metadata.json"
+    try:
+        return json.loads(meta.read_text())["epoch"]
+    except (OSError, ValueError):
+        return 0
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    data = tmp_path / "data"
+    demo.make_afqmc(data / "afqmc", seed=1, sizes={"train": 640, "dev": 96, "test": 40})
+    common = ["--data-dir", str(data), *FLAGS]
+
+    # a real process, killed (SIGKILL) once the backup of epoch 1 is on disk
+    killed = tmp_path / "killed"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, str(REPO / "tasks" / "afqmc.py"), *common,
+                             "--output-dir", str(killed)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while backup_epoch(killed) < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.kill()
+    _, err = proc.communicate()
+    assert proc.returncode == -9, f"the run ended on its own before it could be killed:\n{err[-3000:]}"
+    stopped_at = backup_epoch(killed)
+    assert 1 <= stopped_at < 3, stopped_at
+    assert not (killed / "results" / "afqmc_predict.json").exists()
+
+    resumed_score = afqmc.main([*common, "--output-dir", str(killed), "--resume"])
+    whole = tmp_path / "whole"
+    whole_score = afqmc.main([*common, "--output-dir", str(whole)])
+
+    # final model + optimizer state (the last backup), the best weights and the predictions all agree
+    for name in ("afqmc_backup/latest.weights.h5", "afqmc.weights.h5"):
+        a, b = h5_arrays(whole / "weights" / name), h5_arrays(killed / "weights" / name)
+        assert a.keys() == b.keys()
+        different = [k for k in a if not np.array_equal(a[k], b[k])]
+        assert not different, f"{name}: {len(different)} arrays differ, e.g. {different[:3]}"
+    assert any("optimizer" in k for k in h5_arrays(whole / "weights" / "afqmc_backup/latest.weights.h5"))
+    assert resumed_score == whole_score
+    state = [json.loads((d / "logs" / "afqmc.state.json").read_text()) for d in (whole, killed)]
+    assert state[0]["history"] == state[1]["history"] and len(state[0]["history"]) == 3
+    assert (whole / "results" / "afqmc_predict.json").read_text() == \
+        (killed / "results" / "afqmc_predict.json").read_text()
+    # the resumed CSV log holds every epoch once
+    epochs = [line.split(",")[0] for line in (killed / "logs" / "afqmc.csv").read_text().splitlines()[1:]]
+    assert sorted(set(epochs)) == ["0", "1", "2"]
+
+
+def test_warmup_linear_schedule():
+    schedule = training.WarmupLinear(1.0, total_steps=10, warmup_steps=2)
+    rates = [float(schedule(step)) for step in range(11)]
+    assert rates[:3] == pytest.approx([0.5, 1.0, 1.0])
+    assert rates[2:] == pytest.approx([(10 - s) / 8 for s in range(2, 11)])
+    assert training.WarmupLinear.from_config(schedule.get_config()).total_steps == 10
+
+
+def test_pooling_ignores_padding():
+    hidden = np.array([[[1.0, -5.0], [3.0, 2.0], [100.0, 100.0]]], "float32")   # last position is padding
+    token_ids = np.array([[2, 7, 0]])
+    assert np.allclose(Pooling("cls")(hidden, token_ids), [[1.0, -5.0]])
+    assert np.allclose(Pooling("avg")(hidden, token_ids), [[2.0, -1.5]])
+    assert np.allclose(Pooling("max")(hidden, token_ids), [[3.0, 2.0]])
+    with pytest.raises(ValueError, match="pooling"):
+        Pooling("mean")
+
+
+def test_predict_returns_input_order():
+    # a model whose output is the first token id: sorted-by-length batches must come back in input order
+    lengths = [5, 1, 9, 3, 7, 2, 8]
+    features = [([i + 1] * n, [0] * n) for i, n in enumerate(lengths)]
+    token_ids = keras.Input((None,), dtype="int32")
+    segment_ids = keras.Input((None,), dtype="int32")
+    hidden = keras.layers.Embedding(20, 1, embeddings_initializer=keras.initializers.Constant(
+        np.arange(20, dtype="float32")[:, None]))(token_ids)
+    model = keras.Model([token_ids, segment_ids], Pooling("cls")(hidden, token_ids))
+    batches = Batches(features, batch_size=2, bucket=4)
+    assert list(batches.order) != list(range(len(lengths)))   # bucketing did reorder
+    out = training.predict(model, batches)
+    assert out[:, 0].tolist() == [float(i + 1) for i in range(len(lengths))]
+
+
+class Args:
+    def __init__(self, **kw):
+        self.__dict__.update(dict(grad_accum=1, lr=1e-3, warmup=0.1, weight_decay=0.01), **kw)
+
+
+def test_optimizers():
+    adafactor = training.make_optimizer(Args(optimizer="adafactor"), 100)
+    assert isinstance(adafactor, keras.optimizers.Adafactor) and not adafactor.gradient_accumulation_steps
+    adamw = training.make_optimizer(Args(optimizer="adamw", grad_accum=4), 100)
+    assert isinstance(adamw, keras.optimizers.AdamW) and adamw.gradient_accumulation_steps == 4
+    assert adamw._learning_rate.warmup_steps == 10
+
+
+def test_best_on_dev_keeps_the_best_and_survives_resume(tmp_path):
+    scores = iter([0.5, 0.7, 0.6])
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    weights, state = tmp_path / "t.weights.h5", tmp_path / "t.state.json"
+    best = training.BestOnDev(lambda m: next(scores), "accuracy", weights, state)
+    best.set_model(model)
+    best.set_params({"epochs": 3})
+    best.on_train_begin()
+    for epoch in range(2):
+        best.on_epoch_end(epoch, {})
+    kept = h5_arrays(weights)
+    # a resumed run reads the best so far and keeps it when epoch 3 is worse
+    again = training.BestOnDev(lambda m: next(scores), "accuracy", weights, state, resume=True)
+    again.set_model(model)
+    again.set_params({"epochs": 3})
+    again.on_train_begin()
+    model.layers[0].kernel.assign(np.ones((2, 1)))
+    logs = {}
+    again.on_epoch_end(2, logs)
+    saved = json.loads(state.read_text())
+    assert saved["best"] == 0.7 and saved["best_epoch"] == 2 and saved["history"] == [0.5, 0.7, 0.6]
+    assert logs == {"val_accuracy": 0.6}
+    assert all(np.array_equal(kept[k], v) for k, v in h5_arrays(weights).items())
+    assert not list(tmp_path.glob(".*tmp*"))   # no temporary files left behind
