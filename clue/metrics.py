@@ -5,6 +5,8 @@ import re
 
 import numpy as np
 
+from clue.data import CLUENER_TYPES  # the 10 types, as the official script lists them
+
 
 def accuracy(golds, preds):
     golds, preds = list(golds), list(preds)
@@ -99,8 +101,6 @@ def cmrc2018_f1(golds, preds):
 
 
 # --- CLUENER: the official score (CLUENER2020 get_f1_score) -----------------------------------------------
-CLUENER_TYPES = ("address", "book", "company", "game", "government", "movie", "name", "organization",
-                 "position", "scene")
 
 
 def cluener_type_scores(golds, preds):

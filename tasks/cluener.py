@@ -12,10 +12,10 @@ entity strings of each sentence, macro average over the types). Writes results/c
 import sys
 
 from clue import cli, metrics, spans, submission, training
-from clue.data import load_cluener
+from clue.data import CLUENER_TYPES, load_cluener
 
 TASK = "cluener"
-TYPES = metrics.CLUENER_TYPES
+TYPES = CLUENER_TYPES   # one span head per entity type, in this order
 
 
 def main(argv=None):

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from chid_fixture import make_chid
-from clue.data import load_c3, load_chid, load_cluener, load_cmrc2018
-from clue.metrics import CLUENER_TYPES
+from clue.data import CLUENER_TYPES, load_c3, load_chid, load_cluener, load_cmrc2018
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = ["--model", "tiny", "--epochs", "1", "--verbose", "0", "--seed", "1"]
