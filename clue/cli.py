@@ -39,9 +39,9 @@ def build_parser(task):
     p.add_argument("--mode", choices=("train", "eval", "predict"), default="train",
                    help="train: fit, keep the best dev epoch, predict the test set; eval: dev score of the "
                         "saved best weights; predict: test predictions from the saved best weights")
-    p.add_argument("--epochs", type=int, default=task.epochs)
-    p.add_argument("--batch-size", type=int, default=task.batch_size)
-    p.add_argument("--maxlen", type=int, default=task.maxlen)
+    p.add_argument("--epochs", type=int, default=task.epochs, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=task.batch_size, help="examples per batch")
+    p.add_argument("--maxlen", type=int, default=task.maxlen, help="tokens per example, [CLS] and [SEP] included")
     p.add_argument("--lr", type=float, help="learning rate (default: 5e-4 for adafactor, 2e-5 for adamw)")
     p.add_argument("--optimizer", choices=("adafactor", "adamw"), default="adafactor")
     p.add_argument("--warmup", type=float, default=0.1, help="adamw: warmup as a fraction of all steps")
@@ -53,7 +53,7 @@ def build_parser(task):
     p.add_argument("--second-segment", type=int, choices=(0, 1), default=0,
                    help="segment id of the second text of a pair (the baselines use 0)")
     p.add_argument("--limit", type=int, help="at most N examples per split (smoke runs)")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="weights init, dropout and batch order")
     p.add_argument("--resume", action="store_true",
                    help="continue from the last finished epoch (weights and optimizer state)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs under logs/")
@@ -99,10 +99,14 @@ class Run:
         have ``fields`` and a label in the task's set ("-" rows dropped); at most --limit of them."""
         from clue.data import load_classification
 
+        return self.load(split, lambda path: load_classification(path, fields, self.task.labels))
+
+    def load(self, split, loader):
+        """``loader(path)``'s records of ``split`` ("train", "dev") or of a test file path, at most --limit
+        of them; [] for a split this --mode does not read (e.g. --mode predict needs no train file)."""
         if not isinstance(split, Path) and split not in NEEDS[self.args.mode]:
-            return []      # e.g. --mode predict needs no train file
-        path = split if isinstance(split, Path) else self.files[split]
-        return load_classification(path, fields, self.task.labels)[:self.args.limit]
+            return []
+        return loader(split if isinstance(split, Path) else self.files[split])[:self.args.limit]
 
     def encode(self, first, second=None):
         """(token_ids, segment_ids) of one text or a pair, at most --maxlen tokens; the second text gets

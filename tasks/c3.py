@@ -24,15 +24,8 @@ def main(argv=None):
     run = cli.start(TASK, argv)
     args, tokenizer = run.args, run.tokenizer
 
-    def read(source):
-        """Questions of a split ("train", "dev": [] when --mode does not need it) or a test file; --limit."""
-        if isinstance(source, str):
-            if source not in cli.NEEDS[args.mode]:
-                return []
-            source = run.files[source]
-        elif source.name.endswith("d-test.json"):   # the upstream test set comes in a d- and an m- part
-            source = run.files["test"]
-        return load_c3(source)[:args.limit]
+    def load(found):   # the upstream test set is two files: the registry finds its d- part, the m- part joins
+        return load_c3(run.files["test"] if getattr(found, "name", "").endswith("d-test.json") else found)
 
     def examples(records):
         return [(choices.c3_choices(tokenizer, "||".join(r["context"]), r["question"], r["choices"][:NUM_CHOICES],
@@ -43,8 +36,8 @@ def main(argv=None):
         return choices.Collated(found, collate, args.batch_size, shuffle, args.seed)
 
     # data: each question -> one sequence per choice -> batches of (batch, 4, len)
-    train = examples(read("train"))
-    dev = examples(read("dev"))
+    train = examples(run.load("train", load))
+    dev = examples(run.load("dev", load))
 
     # head: [CLS] vector -> Dense(1) per choice -> softmax over the choices
     model = choices.choice_model(run.encoder(), NUM_CHOICES, args.pooling, seed=args.seed)
@@ -60,7 +53,7 @@ def main(argv=None):
 
     # predict each test file with the best weights; the label is the choice index as a string
     for test_file, out in run.outputs():
-        test = read(test_file)
+        test = run.load(test_file, load)
         submission.write_labels(out, [r["id"] for r in test], predict(examples(test)))
         print(f"wrote {out} ({len(test)} lines)")
 

@@ -23,14 +23,9 @@ def main(argv=None):
     run = cli.start(TASK, argv)
     args, tokenizer = run.args, run.tokenizer
 
-    def read(source):
-        """Blanks of a split ("train", "dev" with their answer files: [] when --mode does not need them)
-        or of a test file; --limit."""
-        if isinstance(source, str):
-            if source not in cli.NEEDS[args.mode]:
-                return []
-            return load_chid(run.files[source], run.files[f"{source}_answer"])[:args.limit]
-        return load_chid(source)[:args.limit]
+    def read(source):   # train and dev blanks come with their answer files
+        answers = run.files[f"{source}_answer"] if isinstance(source, str) else None
+        return run.load(source, lambda path: load_chid(path, answers))
 
     def examples(records):
         contexts, out = {}, []   # contexts of every blank of a passage, made once per passage

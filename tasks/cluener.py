@@ -22,14 +22,6 @@ def main(argv=None):
     run = cli.start(TASK, argv)
     args, tokenizer = run.args, run.tokenizer
 
-    def read(source):
-        """Sentences of a split ("train", "dev": [] when --mode does not need it) or a test file; --limit."""
-        if isinstance(source, str):
-            if source not in cli.NEEDS[args.mode]:
-                return []
-            source = run.files[source]
-        return load_cluener(source)[:args.limit]
-
     def examples(records):
         return [spans.ner_example(tokenizer, r["text"], [(kind, a, b) for a, b, kind in r["entities"] or ()],
                                   TYPES, args.maxlen) for r in records]
@@ -39,8 +31,8 @@ def main(argv=None):
         return spans.Collated(found, collate, args.batch_size, shuffle, args.seed)
 
     # data: sentences -> [CLS] text [SEP] with gold (type, start token, end token) -> padded batches
-    train = examples(read("train"))
-    dev = read("dev")
+    train = examples(run.load("train", load_cluener))
+    dev = run.load("dev", load_cluener)
     dev_examples = examples(dev)
 
     # head: one GlobalPointer head per entity type over the encoder's last layer
@@ -59,7 +51,7 @@ def main(argv=None):
 
     # predict each test file with the best weights, one line per sentence in file order
     for test_file, out in run.outputs():
-        test = read(test_file)
+        test = run.load(test_file, load_cluener)
         labels = predict(test, examples(test))
         submission.write_lines(out, ({"id": r["id"], "label": label} for r, label in zip(test, labels)))
         print(f"wrote {out} ({len(test)} lines)")

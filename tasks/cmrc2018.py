@@ -23,14 +23,6 @@ def main(argv=None):
     run = cli.start(TASK, argv)
     args, tokenizer = run.args, run.tokenizer
 
-    def read(source):
-        """Questions of a split ("train", "dev": [] when --mode does not need it) or a test file; --limit."""
-        if isinstance(source, str):
-            if source not in cli.NEEDS[args.mode]:
-                return []
-            source = run.files[source]
-        return load_cmrc2018(source)[:args.limit]
-
     def windows(records, train=False):
         """Every window of every question; a training window knows where its first answer lies."""
         out = []
@@ -47,8 +39,8 @@ def main(argv=None):
         return spans.Collated(examples, spans.window_batch, args.batch_size, shuffle, args.seed)
 
     # data: questions -> windows over their contexts -> padded batches
-    train = windows(read("train"), train=True)
-    dev = read("dev")
+    train = windows(run.load("train", load_cmrc2018), train=True)
+    dev = run.load("dev", load_cmrc2018)
     dev_windows = windows(dev)
 
     # head: one GlobalPointer over the encoder's last layer; softmax over all (start, end) pairs
@@ -69,7 +61,7 @@ def main(argv=None):
 
     # predict each test file with the best weights: {question id: answer text}
     for test_file, out in run.outputs():
-        test = read(test_file)
+        test = run.load(test_file, load_cmrc2018)
         answers = predict(test, windows(test))
         submission.write_object(out, {r["id"]: a for r, a in zip(test, answers)})
         print(f"wrote {out} ({len(test)} answers)")
