@@ -1,0 +1,144 @@
+"""The seven classification scripts end to end on small real data, the demo, and the CLI's errors.
+
+Each script runs in-process through its ``main(argv)`` (one TensorFlow start-up for all of them); the
+resume test in test_training.py runs one as a real subprocess. Every output file is checked line by line
+against its test file: each id once, in order, every label in the task's label set.
+"""
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import clue_layout
+from clue import registry
+from clue.data import load_json_lines
+from clue.paths import MissingPathError
+from clue.submission import check_labels
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tasks"))
+
+SMOKE = ["--model", "tiny", "--epochs", "1", "--limit", "300", "--verbose", "0"]
+# script -> the leaderboard files the layout's test files lead to
+EXPECTED = {
+    "afqmc": ["afqmc_predict.json"],
+    "tnews": ["tnews11_predict.json", "tnews10_predict.json"],
+    "iflytek": ["iflytek_predict.json"],
+    "cmnli": ["cmnli_predict.json"],
+    "ocnli": ["ocnli_50k_predict.json"],
+    "wsc": ["cluewsc11_predict.json"],
+    "csl": ["csl_predict.json"],
+}
+
+
+@pytest.fixture(scope="module")
+def layout(clue_data_dir, tmp_path_factory):
+    return clue_layout.build(clue_data_dir, tmp_path_factory.mktemp("clue_data"))
+
+
+@pytest.mark.parametrize("script", list(EXPECTED))
+def test_task_writes_a_valid_submission(script, layout, tmp_path):
+    task = registry.get(script)
+    score = importlib.import_module(script).main(
+        ["--data-dir", str(layout), "--output-dir", str(tmp_path), *SMOKE])
+    assert 0.0 <= score <= 1.0
+    written = sorted(p.name for p in (tmp_path / "results").iterdir())
+    assert written == sorted(EXPECTED[script])
+    for test_file, name in task.test_outputs(layout / task.name):
+        ids = [r["id"] for r in load_json_lines(test_file)][:300]
+        assert check_labels(tmp_path / "results" / name, ids, task.labels) == []
+    assert (tmp_path / "weights" / f"{task.name}.weights.h5").is_file()
+    state = json.loads((tmp_path / "logs" / f"{task.name}.state.json").read_text())
+    assert state["history"] == [score] and state["best_epoch"] == 1
+
+
+def test_eval_and_predict_reuse_the_best_weights(layout, tmp_path):
+    import afqmc
+
+    args = ["--data-dir", str(layout), "--output-dir", str(tmp_path), *SMOKE]
+    trained = afqmc.main(args)
+    predicted = (tmp_path / "results" / "afqmc_predict.json").read_text()
+    (tmp_path / "results" / "afqmc_predict.json").unlink()
+    assert afqmc.main([*args, "--mode", "eval"]) == pytest.approx(trained)
+    assert not (tmp_path / "results" / "afqmc_predict.json").exists()    # eval writes no submission
+    assert afqmc.main([*args, "--mode", "predict"]) is None
+    assert (tmp_path / "results" / "afqmc_predict.json").read_text() == predicted
+
+
+def test_demo_runs_without_any_data(tmp_path, monkeypatch, capsys):
+    import afqmc
+
+    monkeypatch.delenv("CLUE_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)     # no ./datasets here
+    score = afqmc.main(["--epochs", "2", "--limit", "600", "--verbose", "0"])
+    out = capsys.readouterr().out
+    assert "DEMO" in out and "--data-dir" in out and "model tiny" in out
+    test = load_json_lines(tmp_path / "demo_data" / "afqmc" / "test.json")
+    assert check_labels(tmp_path / "results" / "afqmc_predict.json", [r["id"] for r in test], ("0", "1")) == []
+    assert len(json.loads((tmp_path / "logs" / "afqmc.state.json").read_text())["history"]) == 2
+    assert 0.0 <= score <= 1.0
+
+
+def test_missing_data_that_was_asked_for_is_an_error(tmp_path, monkeypatch):
+    import afqmc
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MissingPathError, match="no data folder for task 'afqmc'"):
+        afqmc.main(["--data-dir", str(tmp_path / "nowhere"), "--model", "tiny"])
+    monkeypatch.setenv("CLUE_DATA_DIR", str(tmp_path / "elsewhere"))
+    with pytest.raises(MissingPathError, match=r"\$CLUE_DATA_DIR"):
+        afqmc.main(["--model", "tiny"])
+    assert not (tmp_path / "demo_data").exists()
+
+
+def test_missing_train_file_fails_before_training(layout, tmp_path):
+    import csl
+
+    data = tmp_path / "data"
+    (data / "csl").mkdir(parents=True)
+    (data / "csl" / "dev.json").symlink_to(layout / "csl" / "dev.json")
+    with pytest.raises(MissingPathError, match="no train file"):
+        csl.main(["--data-dir", str(data), "--output-dir", str(tmp_path), *SMOKE])
+    with pytest.raises(MissingPathError, match="train first"):
+        csl.main(["--data-dir", str(data), "--output-dir", str(tmp_path), "--mode", "eval", *SMOKE])
+
+
+def test_pretrained_preset_without_weights_names_what_to_set(layout, tmp_path, monkeypatch):
+    import afqmc
+
+    monkeypatch.delenv("CLUE_MODEL_DIR", raising=False)
+    with pytest.raises(MissingPathError, match="--model-dir"):
+        afqmc.main(["--data-dir", str(layout), "--output-dir", str(tmp_path)])   # default: bert-base
+
+
+def test_help_lists_the_shared_flags():
+    out = subprocess.run([sys.executable, str(REPO / "tasks" / "wsc.py"), "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    for flag in ("--data-dir", "--model", "--model-dir", "--epochs", "--batch-size", "--maxlen", "--lr",
+                 "--limit", "--output-dir", "--mode", "--seed", "--resume", "--optimizer", "--grad-accum",
+                 "--mixed-precision", "--pooling", "--second-segment"):
+        assert flag in out
+    assert "cluewsc11_predict.json" in out and "(default: 30)" in out
+
+
+def test_wsc_marks_both_spans():
+    import wsc
+
+    record = {"text": "杨百顺他爹是个卖豆腐的。别人叫他卖豆腐的老杨。",
+              "target": {"span1_index": 0, "span1_text": "杨百顺", "span2_index": 15, "span2_text": "他"}}
+    assert wsc.frame(record) == ("_杨百顺_他爹是个卖豆腐的。别人叫[他]卖豆腐的老杨。",)
+    record["target"] = {"span1_index": 15, "span1_text": "他", "span2_index": 0, "span2_text": "杨百顺"}
+    assert wsc.frame(record) == ("[杨百顺]他爹是个卖豆腐的。别人叫_他_卖豆腐的老杨。",)
+    record["target"]["span1_index"], record["_line"] = 4, 12
+    with pytest.raises(ValueError, match="line 12: span1_text '他' is not at span1_index 4"):
+        wsc.frame(record)
+
+
+def test_csl_joins_keywords():
+    import csl
+
+    assert csl.frame({"keyword": ["水声学", "FFT"], "abst": "摘要"}) == ("水声学；FFT", "摘要")
