@@ -120,18 +120,18 @@ def char_class(ch, strip_marks):
 
 
 SHIFT = 0x100000           # kept BMP characters move up to plane 16; token ids stay in the BMP
-JOIN = "\U0010fffd"        # a dropped character in the numpy lookup (U+FFFD is dropped, so free)
-SPACE = "\U0010fffe"       # separates words in the id string
-EXOTIC = "\U0010ffff"      # a character the id string cannot carry: use the plain path
-BATCH_SEP = "\uffff"       # between texts in encode_batch (no token id is this large)
+SPACE = "\ufffe"           # separates words in the id string (U+FFFE itself is EXOTIC)
+BATCH_SEP = "\uffff"       # between texts in encode_batch (a U+FFFF in a text sends it the plain path)
+JOIN = "\U0010fffd"        # a dropped character, in the numpy lookup only (U+FFFD is dropped, so free)
+EXOTIC = "\U0010ffff"      # a character the id string cannot carry: the text takes the plain path
 RUN = re.compile("([\U00010000-\U0010fffd]+)")  # one word of kept characters (JOINs included)
 MAX_FAST_ID = 0xD7FF       # ids must be BMP characters below the surrogates
-LUT_MIN_CHARS = 2000       # from this length numpy's lookup beats str.translate
-UNKNOWN = 0xFFFFFFFF       # a lookup-table entry not filled yet
+LUT_MIN_CHARS = 1000       # from this length numpy's lookup beats str.translate
 
 
 class _WordTable(dict):
-    """translate table of the plain path: isolated characters padded with spaces."""
+    """translate table of the plain path, filled on first sight of each character: isolated characters
+    padded with spaces, separators to a space, dropped ones to None."""
 
     def __init__(self, strip_marks):
         super().__init__()
@@ -144,32 +144,53 @@ class _WordTable(dict):
         return out
 
 
-class _IdTable(dict):
-    """translate table of the id string (see the module docstring)."""
+_BMP_CLASSES = {}
+_TABLES = {}
 
-    def __init__(self, vocab, unk_id, strip_marks):
-        super().__init__()
-        self.vocab, self.unk_id, self.strip_marks = vocab, unk_id, strip_marks
 
-    def __missing__(self, code):
-        ch = chr(code)
-        kind = char_class(ch, self.strip_marks)
-        if kind == "isolate":
-            out = chr(self.vocab.get(ch, self.unk_id))
-        elif kind == "space":
-            out = SPACE
-        elif kind == "drop":
-            out = None
-        elif code < 0xFFFE:
-            out = chr(SHIFT + code)
-        elif code == 0xFFFF:
-            out = BATCH_SEP  # only encode_batch lets it through
-        elif code == 0xFFFE or code >= SHIFT:
-            out = EXOTIC
-        else:
-            out = ch  # astral: already outside the BMP
-        self[code] = out
-        return out
+def _bmp_classes(strip_marks):
+    """char_class of every BMP character (computed once per process and casing)."""
+    if strip_marks not in _BMP_CLASSES:
+        _BMP_CLASSES[strip_marks] = [char_class(chr(c), strip_marks) for c in range(0x10000)]
+    return _BMP_CLASSES[strip_marks]
+
+
+def _id_tables(vocab, unk_id, strip_marks):
+    """The id string's translate table and its numpy twin (built on first use), shared by tokenizers
+    with the same ids for the isolated characters.
+
+    The table is a plain dict (faster than one with __missing__) over the whole BMP plus plane 16; other
+    astral characters are left as they are and end up inside words, which are resolved separately.
+    """
+    classes = _bmp_classes(strip_marks)
+    isolated = tuple(vocab.get(chr(c), unk_id) for c, kind in enumerate(classes) if kind == "isolate")
+    key = (strip_marks, isolated)
+    if key not in _TABLES:
+        out = iter(isolated)
+        table = dict.fromkeys(range(SHIFT, 0x110000), EXOTIC)
+        for code, kind in enumerate(classes):
+            if kind == "isolate":
+                table[code] = chr(next(out))
+            elif kind == "space":
+                table[code] = SPACE
+            elif kind == "drop":
+                table[code] = None
+            else:
+                table[code] = EXOTIC if code == 0xFFFE else BATCH_SEP if code == 0xFFFF else chr(SHIFT + code)
+        _TABLES.clear()  # keep one vocabulary's tables at a time
+        _TABLES[key] = [table, None]
+    return _TABLES[key]
+
+
+def _lookup_array(tables):
+    """numpy version of a translate table (dropped characters -> JOIN), made once."""
+    if tables[1] is None:
+        table = tables[0]
+        lut = np.arange(0x110000, dtype=np.uint32)  # astral characters stay as they are
+        lut[SHIFT:] = ord(EXOTIC)
+        lut[:0x10000] = [ord(JOIN if table[c] is None else table[c]) for c in range(0x10000)]
+        tables[1] = lut
+    return tables[1]
 
 
 def truncate_lengths(maxlen, lengths):
@@ -214,9 +235,8 @@ class Tokenizer:
         self._char_norm = {}     # character -> its normalised form, for rematch
         self._fast = max(self.vocab.values()) <= MAX_FAST_ID
         if self._fast:
-            self._ids_table = _IdTable(self.vocab, self.unk_id, do_lower_case)
-            self._lut = None  # numpy version of _ids_table, made on the first long text
-            self._cls, self._sep = chr(self.cls_id), chr(self.sep_id)
+            self._tables = _id_tables(self.vocab, self.unk_id, do_lower_case)
+            self._ids_table = self._tables[0]
 
     @property
     def vocab_size(self):
@@ -277,36 +297,42 @@ class Tokenizer:
         if len(text) < LUT_MIN_CHARS:
             return text.translate(self._ids_table)
         codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
-        if self._lut is None:
-            self._lut = np.full(0x110000, UNKNOWN, np.uint32)
-        out = self._lut[codes]
-        unknown = out == UNKNOWN
-        if unknown.any():
-            for code in np.unique(codes[unknown]).tolist():
-                mapped = self._ids_table[code]
-                self._lut[code] = ord(JOIN if mapped is None else mapped)
-            out = self._lut[codes]
-        return out.tobytes().decode("utf-32-le", "surrogatepass")
+        return _lookup_array(self._tables)[codes].tobytes().decode("utf-32-le")
 
-    def _id_string(self, text, batch=False):
-        """The ids of normalised ``text`` as characters, or None when only the plain path can do it."""
-        s = self._translate(text)
-        if EXOTIC in s or (not batch and BATCH_SEP in s):
+    def _resolve_words(self, s):
+        """Translated text with its plane-16 runs (words) replaced by their ids; None if it holds EXOTIC."""
+        if EXOTIC in s:
             return None
-        parts = RUN.split(s)  # [between, run, between, run, ...]: words are the odd ones
-        if len(parts) > 1:
-            parts[1::2] = map(self._run_cache.get, parts[1::2])  # cached words without a Python loop
-            if None in parts:
-                runs = RUN.split(s)
-                parts = [self._run_ids(runs[i]) if p is None else p for i, p in enumerate(parts)]
+        parts = RUN.split(s)  # [between, word, between, word, ...]
+        parts[1::2] = map(self._run_cache.get, parts[1::2])  # cached words without a Python loop
+        if None in parts:
+            words = RUN.split(s)
+            parts = [self._run_ids(words[i]) if p is None else p for i, p in enumerate(parts)]
         return "".join(parts).replace(SPACE, "").replace(JOIN, "")
 
+    def _id_bytes(self, text):
+        """UTF-16 bytes of the id string of normalised ``text`` (one uint16 per token), or None."""
+        s = self._translate(text)
+        body = s.replace(SPACE, "")
+        data = body.encode("utf-16-le")
+        if len(data) != 2 * len(body):  # characters beyond the BMP: words to resolve (or EXOTIC)
+            body = self._resolve_words(s)
+            data = None if body is None else body.encode("utf-16-le")
+        return data
+
     def _sequence(self, text):
-        """[CLS] ids [SEP] of a string as an id string (or a list from the plain path); a token list as ids."""
+        """[CLS] ids [SEP] of a text (a token list is converted as it is)."""
         if not isinstance(text, str):
             return self.tokens_to_ids(text)
-        s = self._id_string(self._normalize(text)) if self._fast else None
-        return self._plain_ids(text) if s is None else self._cls + s + self._sep
+        if self._fast:
+            text = self._normalize(text)
+            data = None if BATCH_SEP in text else self._id_bytes(text)
+            if data is not None:
+                ids = array("H", data).tolist()
+                ids.insert(0, self.cls_id)
+                ids.append(self.sep_id)
+                return ids
+        return self._plain_ids(text)
 
     def _sequences(self, texts):
         """``_sequence`` for many texts: one normalise/translate/convert pass over all of them joined by NUL
@@ -316,22 +342,12 @@ class Tokenizer:
         joined = self._normalize("\x00".join(texts))
         if joined.count("\x00") != len(texts) - 1 or BATCH_SEP in joined:
             return [self._sequence(t) for t in texts]
-        s = self._id_string(joined.replace("\x00", BATCH_SEP), batch=True)
-        if s is None:
+        data = self._id_bytes(joined.replace("\x00", BATCH_SEP))
+        if data is None:
             return [self._sequence(t) for t in texts]
-        s = self._cls + s.replace(BATCH_SEP, self._sep + BATCH_SEP + self._cls) + self._sep
-        ids = array("H", s.encode("utf-16-le")).tolist()
-        out, start, mark = [], 0, ord(BATCH_SEP)
-        for _ in range(len(texts) - 1):
-            end = ids.index(mark, start)
-            out.append(ids[start:end])
-            start = end + 1
-        out.append(ids[start:])
-        return out
-
-    @staticmethod
-    def _as_ids(seq):
-        return array("H", seq.encode("utf-16-le")).tolist() if isinstance(seq, str) else seq
+        cls, sep, mark = (chr(i).encode("utf-16-le") for i in (self.cls_id, self.sep_id, ord(BATCH_SEP)))
+        # one uint16 per token; b"\xff\xff" can only be a separator, as no id reaches 0xFF00
+        return [array("H", cls + part + sep).tolist() for part in data.split(mark)]
 
     # -- bert4keras API --------------------------------------------------------------------------------
     def tokenize(self, text, maxlen=None):
@@ -372,7 +388,10 @@ class Tokenizer:
         """``[encode(a, b, maxlen) for a, b in zip(firsts, seconds)]``, faster for many short texts."""
         firsts = list(firsts)
         if seconds is None:
-            return [self._join(a, None, maxlen) for a in self._sequences(firsts)]
+            sequences = self._sequences(firsts)
+            if maxlen is not None:
+                sequences = [a if len(a) <= maxlen else self._cut(a, maxlen) for a in sequences]
+            return [(a, [0] * len(a)) for a in sequences]
         seconds = list(seconds)
         if len(seconds) != len(firsts):
             raise ValueError(f"encode_batch: {len(firsts)} first texts but {len(seconds)} second texts")
@@ -389,13 +408,13 @@ class Tokenizer:
 
     def _join(self, a, b, maxlen):
         if b is None:
-            a = self._as_ids(a if maxlen is None else self._cut(a, maxlen))
+            a = a if maxlen is None else self._cut(a, maxlen)
             return a, [0] * len(a)
         if maxlen is not None:  # bert4keras counts the second [CLS] before dropping it: maxlen + 1
             lengths = iter(truncate_lengths(maxlen + 1, [len(p) for p in (a, b) if p]))
             a = self._cut(a, next(lengths)) if a else a
             b = self._cut(b, next(lengths)) if b else b
-        a, b = self._as_ids(a), self._as_ids(b[1:])
+        b = b[1:]
         return a + b, [0] * len(a) + [1] * len(b)
 
     def decode(self, ids, tokens=None):

@@ -1,12 +1,16 @@
 """Tokenization speed: clue.tokenizer against bert4keras 0.11.5 on the same CLUE texts, ids checked equal.
 
-    python scripts/benchmark_tokenizer.py [--data-dir DIR] [--vocab VOCAB] [--texts N] [--repeat R]
+    python scripts/benchmark_tokenizer.py [--data-dir DIR] [--vocab VOCAB] [--texts N] [--rounds R]
 
 Texts per set: a deterministic sample of every text field of every shared file ("mix"), and the task
 inputs themselves (tnews sentences, afqmc and ocnli pairs, iflytek descriptions, cmrc2018
-question/context pairs at maxlen 512). For each set it reports texts/s of bert4keras ``encode`` (in a
-subprocess, legacy Keras), ours ``encode`` one text at a time and ours ``encode_batch``, the best of
-``--repeat`` runs, after checking that all three give the same ids and segment ids.
+question/context pairs at maxlen 512). For each set it reports texts/s of bert4keras ``encode``, ours
+``encode`` one text at a time and ours ``encode_batch``, the best of ``--rounds`` rounds, after checking
+that all three give the same ids and segment ids. Both run in one subprocess (bert4keras needs legacy
+Keras), alternately, timed in CPU time of the process (``time.process_time``), so that other jobs on a
+shared machine skew neither side, with the garbage collector off while timing (as ``timeit`` does: with
+TensorFlow loaded, one full collection costs more than the tokenization being timed); each round builds
+the tokenizers afresh (untimed), so our word caches start empty every round.
 ``measure(texts, vocab_path)`` is the reusable part (scripts/benchmark.py uses it).
 """
 
@@ -14,71 +18,74 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from clue.tokenizer import Tokenizer  # noqa: E402
+# Runs under bert4keras: argv = vocab, job JSON, output JSON, rounds. Both tokenizers run in this one
+# process, alternately, so that load from other jobs hits both alike; each round builds them afresh (their
+# construction is not timed), so ours starts every round with empty word caches.
+SCRIPT = r"""
+import gc, json, sys, time
+from bert4keras.tokenizers import Tokenizer as Theirs
+from clue.tokenizer import Tokenizer as Ours
 
-# Runs under bert4keras: argv = vocab, jobs JSON, output JSON, repeats. Times encode() over all items.
-ORACLE = r"""
-import json, sys, time
-from bert4keras.tokenizers import Tokenizer
-tok = Tokenizer(sys.argv[1], do_lower_case=True)
+vocab, rounds = sys.argv[1], int(sys.argv[4])
 job = json.load(open(sys.argv[2], encoding="utf-8"))
 items, maxlen = job["items"], job["maxlen"]
-best = float("inf")
-for _ in range(int(sys.argv[4])):
-    start = time.perf_counter()
-    out = [tok.encode(a, b, maxlen=maxlen) for a, b in items]
-    best = min(best, time.perf_counter() - start)
-json.dump({"seconds": best, "encoded": out}, open(sys.argv[3], "w"))
+firsts = [a for a, _ in items]
+seconds = None if all(b is None for _, b in items) else [b for _, b in items]
+
+
+def timed(fn):
+    gc.collect()
+    gc.disable()  # as timeit does: a collection of whatever else lives in the process is not the tokenizer
+    try:
+        start = time.process_time()
+        out = fn()
+        return time.process_time() - start, out
+    finally:
+        gc.enable()
+
+
+best = {"bert4keras": float("inf"), "ours": float("inf"), "ours_batch": float("inf")}
+for _ in range(rounds):
+    theirs = Theirs(vocab, do_lower_case=True)
+    t, expected = timed(lambda: [theirs.encode(a, b, maxlen=maxlen) for a, b in items])
+    best["bert4keras"] = min(best["bert4keras"], t)
+    ours = Ours(vocab)
+    t, one = timed(lambda: [ours.encode(a, b, maxlen=maxlen) for a, b in items])
+    best["ours"] = min(best["ours"], t)
+    ours = Ours(vocab)
+    t, batch = timed(lambda: ours.encode_batch(firsts, seconds, maxlen))
+    best["ours_batch"] = min(best["ours_batch"], t)
+    expected = [tuple(x) for x in expected]
+    identical = [tuple(x) for x in one] == expected and [tuple(x) for x in batch] == expected
+json.dump({"seconds": best, "identical": identical}, open(sys.argv[3], "w"))
 """
 
 
-def _best_time(fn, repeat):
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
+def measure(texts, vocab_path, seconds=None, maxlen=None, rounds=3):
+    """texts/s of bert4keras ``encode`` and ours (``encode`` one by one, and ``encode_batch``) on ``texts``
+    (strings; pairs with ``seconds``), CPU time, best of ``rounds``; the ids checked identical.
 
-
-def bert4keras_encode(items, vocab_path, maxlen=None, repeat=3):
-    """(seconds of the best run, [[ids, segment_ids], ...]) from bert4keras on (first, second) items."""
+    Returns a dict: n, bert4keras, ours, ours_batch (texts/s), ratio, ratio_batch, identical (bool).
+    """
     from bert4keras_oracle import run_bert4keras
 
+    texts = list(texts)
+    items = [[a, None if seconds is None else b] for a, b in zip(texts, seconds or texts)]
     with tempfile.TemporaryDirectory() as tmp:
         job, out = Path(tmp) / "job.json", Path(tmp) / "out.json"
         job.write_text(json.dumps({"items": items, "maxlen": maxlen}), encoding="utf-8")
-        run_bert4keras(ORACLE, vocab_path, job, out, repeat, timeout=3600)
+        run_bert4keras(SCRIPT, vocab_path, job, out, rounds, timeout=3600)
         result = json.loads(out.read_text(encoding="utf-8"))
-    return result["seconds"], result["encoded"]
-
-
-def measure(texts, vocab_path, seconds=None, maxlen=None, repeat=3):
-    """texts/s of bert4keras and ours on ``texts`` (strings, or pairs with ``seconds``); ids checked equal.
-
-    Returns a dict: n, bert4keras, ours (encode one by one), ours_batch (encode_batch), the two ratios,
-    and identical (bool). Our tokenizer is built fresh, and its first (cold-cache) run is included in the
-    best-of-``repeat`` like the others.
-    """
-    texts = list(texts)
-    seconds = None if seconds is None else list(seconds)
-    items = [[a, None if seconds is None else seconds[i]] for i, a in enumerate(texts)]
-    theirs_time, theirs = bert4keras_encode(items, vocab_path, maxlen, repeat)
-    tokenizer = Tokenizer(vocab_path)
-    one_time, ours = _best_time(lambda: [tokenizer.encode(a, b, maxlen=maxlen) for a, b in items], repeat)
-    batch_time, ours_batch = _best_time(lambda: tokenizer.encode_batch(texts, seconds, maxlen), repeat)
-    theirs = [tuple(x) for x in theirs]
-    identical = [tuple(x) for x in ours] == theirs and [tuple(x) for x in ours_batch] == theirs
-    n = len(items)
-    return {"n": n, "bert4keras": n / theirs_time, "ours": n / one_time, "ours_batch": n / batch_time,
-            "ratio": theirs_time / one_time, "ratio_batch": theirs_time / batch_time, "identical": identical}
+    n, t = len(items), result["seconds"]
+    return {"n": n, "bert4keras": n / t["bert4keras"], "ours": n / t["ours"], "ours_batch": n / t["ours_batch"],
+            "ratio": t["bert4keras"] / t["ours"], "ratio_batch": t["bert4keras"] / t["ours_batch"],
+            "identical": result["identical"]}
 
 
 def benchmark_sets(data_dir, n_texts):
@@ -108,13 +115,13 @@ def main():
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "clue_data"))
     parser.add_argument("--vocab", default=str(REPO.parent / "shared" / "vocab" / "chinese_bert_vocab.txt"))
     parser.add_argument("--texts", type=int, default=20000, help="texts per set (at most)")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     print(f"{'set':22s} {'texts':>6s} {'chars/text':>10s} {'bert4keras/s':>12s} {'ours/s':>9s} "
           f"{'batch/s':>9s} {'ratio':>6s} {'batch':>6s}  ids")
     all_identical = True
     for name, (texts, seconds, maxlen) in benchmark_sets(args.data_dir, args.texts).items():
-        r = measure(texts, args.vocab, seconds, maxlen, args.repeat)
+        r = measure(texts, args.vocab, seconds, maxlen, args.rounds)
         chars = sum(map(len, texts)) + sum(map(len, seconds or [])) 
         all_identical &= r["identical"]
         print(f"{name:22s} {r['n']:6d} {chars / r['n']:10.0f} {r['bert4keras']:12.0f} {r['ours']:9.0f} "
