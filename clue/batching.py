@@ -68,12 +68,13 @@ class Batches(keras.utils.PyDataset):
     position becoming one padded array; or one sequence (a list or array) per example for a single input. ``labels`` (optional): one label (scalar or sequence) per example.
     ``shuffle`` reorders examples every epoch from ``seed`` (the same seed gives the same order).
     ``bucket``: sort examples by length inside windows of ``bucket`` batches so that each batch holds
-    similar lengths (less padding); batch order is shuffled too when ``shuffle``. ``order`` lists the
+    similar lengths (less padding); batch order is shuffled too when ``shuffle``. ``multiple``: pad feature
+    sequences to a multiple of it, so few distinct shapes reach a compiled (XLA/JAX) step. ``order`` lists the
     example indices in the order the batches yield them; ``restore`` puts predictions back in example order.
     """
 
     def __init__(self, features, labels=None, batch_size=32, shuffle=False, seed=0, bucket=None,
-                 pad_value=0, length_of=None, **kwargs):
+                 pad_value=0, length_of=None, multiple=1, **kwargs):
         super().__init__(**kwargs)
         if labels is not None and len(labels) != len(features):
             raise ValueError(f"{len(features)} examples but {len(labels)} labels")
@@ -81,7 +82,7 @@ class Batches(keras.utils.PyDataset):
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.features = [f if isinstance(f, tuple) else (f,) for f in features]  # a list is one sequence
         self.labels, self.batch_size, self.shuffle = labels, batch_size, shuffle
-        self.seed, self.bucket, self.pad_value = seed, bucket, pad_value
+        self.seed, self.bucket, self.pad_value, self.multiple = seed, bucket, pad_value, multiple
         self.length_of = length_of or (lambda example: len(example[0]))
         self.epoch = 0
         self._plan()
@@ -109,16 +110,19 @@ class Batches(keras.utils.PyDataset):
     def __getitem__(self, index):
         chosen = self.batches[index]
         columns = zip(*(self.features[i] for i in chosen))
-        x = tuple(self._stack(column) for column in columns)
+        x = tuple(self._stack(column, self.multiple) for column in columns)
         x = x[0] if len(x) == 1 else x
         if self.labels is None:
             return (x,)
         return x, self._stack([self.labels[i] for i in chosen])
 
-    def _stack(self, column):
+    def _stack(self, column, multiple=1):
         if np.ndim(column[0]) == 0:
             return np.asarray(column)
-        return sequence_padding(column, value=self.pad_value)
+        length = None
+        if multiple > 1:
+            length = -(-max(len(c) for c in column) // multiple) * multiple
+        return sequence_padding(column, length=length, value=self.pad_value)
 
     def set_epoch(self, epoch):
         """Plan the batches of ``epoch`` (the order depends on (seed, epoch) only: resumed runs match)."""

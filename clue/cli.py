@@ -22,7 +22,8 @@ DEFAULT_MODEL = "bert-base"
 DEMOS = {"afqmc": demo.make_afqmc}
 # A random-init model learns from scratch: AdamW at 1e-3 (the baselines' Adafactor at 5e-4 fine-tunes).
 DEMO_DEFAULTS = {"optimizer": "adamw", "lr": 1e-3, "epochs": 10, "maxlen": 64}
-BUCKET = 16   # sort by length within windows of 16 batches: less padding, few distinct shapes
+BUCKET = 16   # sort by length within windows of 16 batches: less padding
+MULTIPLE = 8  # pad lengths to a multiple of 8: few distinct shapes, so compiled (XLA/JAX) steps are reused
 NEEDS = {"train": ("train", "dev"), "eval": ("dev",), "predict": ()}   # the splits each --mode reads
 
 
@@ -132,7 +133,7 @@ class Run:
 
         features, labels = examples
         return Batches(features, labels, self.args.batch_size, shuffle=shuffle, seed=self.args.seed,
-                       bucket=BUCKET)
+                       bucket=BUCKET, multiple=MULTIPLE)
 
     def outputs(self):
         """[(test file, leaderboard file path)] to predict; none in --mode eval."""

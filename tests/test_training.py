@@ -155,3 +155,12 @@ def test_best_on_dev_keeps_the_best_and_survives_resume(tmp_path):
     assert logs == {"val_accuracy": 0.6}
     assert all(np.array_equal(kept[k], v) for k, v in h5_arrays(weights).items())
     assert not list(tmp_path.glob(".*tmp*"))   # no temporary files left behind
+
+
+def test_batches_pad_features_to_a_multiple():
+    features = [([1] * n, [0] * n) for n in (3, 9, 17)]
+    batches = Batches(features, [[1] * 3, [1] * 9, [1] * 17], batch_size=3, multiple=8)
+    (token_ids, segment_ids), labels = batches[0]
+    assert token_ids.shape == segment_ids.shape == (3, 24)
+    assert labels.shape == (3, 17)                   # labels keep their own length
+    assert token_ids[0].tolist() == [1] * 3 + [0] * 21
