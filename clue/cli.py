@@ -10,6 +10,7 @@ error, never a silent demo.
 """
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -166,6 +167,9 @@ def parse_args(task_name, argv=None):
             raise SystemExit(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
     if args.limit is not None and args.limit < 1:
         raise SystemExit(f"--limit must be at least 1, got {args.limit}")
+    if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise SystemExit("--tensorboard needs the tensorboard package: pip install tensorboard "
+                         "(the CSV log in logs/ is always written)")
     return task, args
 
 

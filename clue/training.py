@@ -82,9 +82,9 @@ class EpochSeeds(keras.callbacks.Callback):
 class BestOnDev(keras.callbacks.Callback):
     """Scores dev after each epoch, keeps the best weights, and records the scores in a state file."""
 
-    def __init__(self, evaluate, metric, weights_path, state_path, resume=False):
+    def __init__(self, evaluate, metric, weights_path, state_path, resume=False, flags=None):
         super().__init__()
-        self.evaluate, self.metric = evaluate, metric
+        self.evaluate, self.metric, self.flags = evaluate, metric, flags or {}
         self.weights_path, self.state_path, self.resume = weights_path, state_path, resume
 
     def on_train_begin(self, logs=None):
@@ -107,6 +107,7 @@ class BestOnDev(keras.callbacks.Callback):
         write_atomic(self.state_path, json.dumps({
             "metric": self.metric, "best": self.best, "best_epoch": self.best_epoch + 1,
             "epochs_done": epoch + 1, "epochs": self.params.get("epochs"), "history": self.history,
+            "flags": self.flags,
         }, indent=1) + "\n")
         print(f"epoch {epoch + 1}: dev {self.metric} {score:.2%} "
               f"(best {self.best:.2%} at epoch {self.best_epoch + 1})", flush=True)
@@ -127,9 +128,21 @@ def as_fit_data(batches):
     return data.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(2)
 
 
-def read_state(run):
-    path = run.dirs.logs / f"{run.task.name}.state.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+# Flags a resumed run must share with the run it continues (--epochs may grow).
+RESUME_FLAGS = ("model", "optimizer", "lr", "warmup", "weight_decay", "batch_size", "grad_accum", "maxlen",
+                "mixed_precision", "pooling", "second_segment", "limit", "seed")
+
+
+def check_resume_flags(state_path, flags):
+    """Refuse to resume a run made with other flags (Keras would quietly skip mismatched optimizer state)."""
+    if not state_path.is_file():
+        return
+    before = json.loads(state_path.read_text(encoding="utf-8")).get("flags", {})
+    changed = [f"--{k.replace('_', '-')} {before[k]} -> {v}" for k, v in flags.items()
+               if k in before and before[k] != v]
+    if changed:
+        raise ValueError(f"--resume continues the run recorded in {state_path}, which had other flags: "
+                         f"{'; '.join(changed)}. Resume with the same flags, or start afresh without --resume.")
 
 
 def fit(model, train, evaluate, run, loss="sparse_categorical_crossentropy"):
@@ -149,14 +162,16 @@ def fit(model, train, evaluate, run, loss="sparse_categorical_crossentropy"):
 
     backup = run.dirs.weights / f"{name}_backup"
     state_path = run.dirs.logs / f"{name}.state.json"
+    flags = {flag: getattr(args, flag) for flag in RESUME_FLAGS}
     if args.resume:
+        check_resume_flags(state_path, flags)
         where = "the last finished epoch" if backup.is_dir() else "scratch (no backup found)"
         print(f"{name}: resuming from {where} in {backup}", flush=True)
     else:   # a fresh run: forget any earlier interrupted one
         shutil.rmtree(backup, ignore_errors=True)
         state_path.unlink(missing_ok=True)
     model.compile(optimizer=make_optimizer(args, args.epochs * len(train)), loss=loss)
-    best = BestOnDev(evaluate, metric, run.weights_path, state_path, resume=args.resume)
+    best = BestOnDev(evaluate, metric, run.weights_path, state_path, resume=args.resume, flags=flags)
     callbacks = [
         EpochSeeds(train, args.seed),
         best,

@@ -56,7 +56,7 @@ def test_task_writes_a_valid_submission(script, layout, tmp_path):
     assert state["history"] == [score] and state["best_epoch"] == 1
 
 
-def test_eval_and_predict_reuse_the_best_weights(layout, tmp_path):
+def test_eval_predict_and_resume_reuse_the_run(layout, tmp_path):
     import afqmc
 
     args = ["--data-dir", str(layout), "--output-dir", str(tmp_path), *SMOKE]
@@ -67,6 +67,11 @@ def test_eval_and_predict_reuse_the_best_weights(layout, tmp_path):
     assert not (tmp_path / "results" / "afqmc_predict.json").exists()    # eval writes no submission
     assert afqmc.main([*args, "--mode", "predict"]) is None
     assert (tmp_path / "results" / "afqmc_predict.json").read_text() == predicted
+    # --resume of a finished run trains no further epoch; with other flags it is refused
+    assert afqmc.main([*args, "--resume"]) == trained
+    assert len(json.loads((tmp_path / "logs" / "afqmc.state.json").read_text())["history"]) == 1
+    with pytest.raises(ValueError, match="--lr 0.0005 -> 0.001"):
+        afqmc.main([*args, "--resume", "--lr", "1e-3"])
 
 
 def test_demo_runs_without_any_data(tmp_path, monkeypatch, capsys):
