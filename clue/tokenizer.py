@@ -11,21 +11,23 @@ The rules (bert4keras's ``Tokenizer``, re-implemented):
 4. ``encode`` adds [CLS]/[SEP] and, with ``maxlen``, removes tokens one at a time from just before the
    final [SEP] of the longer sequence (the first on ties) until the pair fits.
 
-Speed. bert4keras spends its time in a Python loop over characters. Here everything per character runs in
-C: ``encode`` lowercases/normalises with the standard library, then one ``str.translate`` maps each
-character straight to its result, using a table filled on first sight of each character: an isolated
-character (CJK or punctuation) becomes the character whose code point is its token id, separators become a
-marker, dropped characters vanish, and any other character is moved to Unicode plane 16, so that each
-remaining run of plane-16 characters is exactly one word. Only those words (Latin, digits, emoji...) go
-through WordPiece, once per distinct word (cached), via one ``re.sub``. The id string then becomes a list
-of ints through ``array``. ``encode_batch`` does the same on all texts joined by NUL (which bert4keras
-drops, so a text holding NUL falls back to one-by-one) to share the per-call cost. Texts the
-code-point trick cannot represent (private-use characters of plane 16, U+FFFE/U+FFFF) and vocabularies
-with ids above U+D7FF take the plain path: translate to space-padded words, split, WordPiece per word,
-which is also what ``tokenize`` uses. HF ``tokenizers`` was measured too and was slower than this on CLUE
-texts (the per-text ``Encoding`` objects cost more than the work itself), and matching bert4keras exactly
-would need custom normaliser/pre-tokeniser rules anyway. ``scripts/benchmark_tokenizer.py`` measures speed
-against bert4keras, ``scripts/tokenizer_parity.py`` checks identity on every shared CLUE text.
+Speed. bert4keras spends its time in a Python loop over characters; here the per-character work runs in
+C. ``encode`` lowercases/normalises with the standard library, then maps every character straight to its
+result with one ``str.translate`` (numpy indexing from 64 characters on, where that is faster): an
+isolated character (CJK, punctuation) becomes the character whose code point is its token id, separators
+a marker, dropped characters nothing, and any other character moves to Unicode plane 16, so that each run
+of plane-16 characters left is exactly one word. Only those words (Latin, digits, emoji...) go through
+WordPiece, once per distinct word (cached). The string of id characters becomes a list of ints through
+``array``. ``encode_batch`` does this once for all texts joined by NUL (bert4keras drops NUL, so a text
+holding one goes alone), sharing the per-call cost. Texts the id string cannot carry (private-use
+characters of plane 16, U+FFFE, U+FFFF) and vocabularies with ids above U+D7FF take the plain path:
+space-padded words, ``split``, WordPiece per word, which ``tokenize`` also uses.
+
+HF ``tokenizers`` (Rust) was measured as well: its ``encode_batch`` gave ~60k texts/s on a sample of CLUE
+fields against ~230k for this code one text at a time (the per-text ``Encoding`` objects cost more than
+the tokenization), and matching bert4keras would have needed custom normaliser and pre-tokeniser rules,
+so it is not used. ``scripts/benchmark_tokenizer.py`` measures texts/s against bert4keras;
+``scripts/tokenizer_parity.py`` checks identical ids, tokens and rematch on every shared CLUE text.
 """
 
 import re
@@ -126,7 +128,7 @@ JOIN = "\U0010fffd"        # a dropped character, in the numpy lookup only (U+FF
 EXOTIC = "\U0010ffff"      # a character the id string cannot carry: the text takes the plain path
 RUN = re.compile("([\U00010000-\U0010fffd]+)")  # one word of kept characters (JOINs included)
 MAX_FAST_ID = 0xD7FF       # ids must be BMP characters below the surrogates
-LUT_MIN_CHARS = 1000       # from this length numpy's lookup beats str.translate
+LUT_MIN_CHARS = 64         # from this length numpy's lookup beats str.translate (measured)
 
 
 class _WordTable(dict):
@@ -237,6 +239,7 @@ class Tokenizer:
         if self._fast:
             self._tables = _id_tables(self.vocab, self.unk_id, do_lower_case)
             self._ids_table = self._tables[0]
+            self._cls, self._sep = chr(self.cls_id), chr(self.sep_id)
 
     @property
     def vocab_size(self):
@@ -291,11 +294,9 @@ class Tokenizer:
             out = self._run_cache[run] = "".join(map(chr, ids))
         return out
 
-    def _translate(self, text):
-        """``text.translate(self._ids_table)``; long texts through a numpy lookup table instead (faster per
-        character, dearer per call), where dropped characters become JOIN rather than vanish."""
-        if len(text) < LUT_MIN_CHARS:
-            return text.translate(self._ids_table)
+    def _lookup(self, text):
+        """``text.translate(self._ids_table)`` through numpy (faster per character, dearer per call, so for
+        long texts), where dropped characters become JOIN rather than vanish."""
         codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
         return _lookup_array(self._tables)[codes].tobytes().decode("utf-32-le")
 
@@ -310,28 +311,28 @@ class Tokenizer:
             parts = [self._run_ids(words[i]) if p is None else p for i, p in enumerate(parts)]
         return "".join(parts).replace(SPACE, "").replace(JOIN, "")
 
-    def _id_bytes(self, text):
-        """UTF-16 bytes of the id string of normalised ``text`` (one uint16 per token), or None."""
-        s = self._translate(text)
+    def _id_string(self, text):
+        """[CLS] ids [SEP] of normalised ``text`` as one BMP character per token, or None for the plain path.
+        A BATCH_SEP in ``text`` comes out as [SEP] BATCH_SEP [CLS] (encode_batch's text boundary)."""
+        s = text.translate(self._ids_table) if len(text) < LUT_MIN_CHARS else self._lookup(text)
         body = s.replace(SPACE, "")
-        data = body.encode("utf-16-le")
-        if len(data) != 2 * len(body):  # characters beyond the BMP: words to resolve (or EXOTIC)
+        if len(body.encode("utf-16-le")) != 2 * len(body):  # beyond the BMP: words to resolve (or EXOTIC)
             body = self._resolve_words(s)
-            data = None if body is None else body.encode("utf-16-le")
-        return data
+            if body is None:
+                return None
+        if BATCH_SEP in body:
+            body = body.replace(BATCH_SEP, self._sep + BATCH_SEP + self._cls)
+        return self._cls + body + self._sep
 
     def _sequence(self, text):
         """[CLS] ids [SEP] of a text (a token list is converted as it is)."""
         if not isinstance(text, str):
             return self.tokens_to_ids(text)
         if self._fast:
-            text = self._normalize(text)
-            data = None if BATCH_SEP in text else self._id_bytes(text)
-            if data is not None:
-                ids = array("H", data).tolist()
-                ids.insert(0, self.cls_id)
-                ids.append(self.sep_id)
-                return ids
+            text = unicodedata.normalize("NFD", text.lower()) if self.do_lower_case else text
+            ids = None if BATCH_SEP in text else self._id_string(text)
+            if ids is not None:
+                return array("H", ids.encode("utf-16-le")).tolist()
         return self._plain_ids(text)
 
     def _sequences(self, texts):
@@ -342,12 +343,10 @@ class Tokenizer:
         joined = self._normalize("\x00".join(texts))
         if joined.count("\x00") != len(texts) - 1 or BATCH_SEP in joined:
             return [self._sequence(t) for t in texts]
-        data = self._id_bytes(joined.replace("\x00", BATCH_SEP))
-        if data is None:
+        ids = self._id_string(joined.replace("\x00", BATCH_SEP))
+        if ids is None:
             return [self._sequence(t) for t in texts]
-        cls, sep, mark = (chr(i).encode("utf-16-le") for i in (self.cls_id, self.sep_id, ord(BATCH_SEP)))
-        # one uint16 per token; b"\xff\xff" can only be a separator, as no id reaches 0xFF00
-        return [array("H", cls + part + sep).tolist() for part in data.split(mark)]
+        return [array("H", part.encode("utf-16-le")).tolist() for part in ids.split(BATCH_SEP)]
 
     # -- bert4keras API --------------------------------------------------------------------------------
     def tokenize(self, text, maxlen=None):

@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import tokenizer_parity  # noqa: E402
-from clue.tokenizer import SPECIALS, Tokenizer, builtin_vocab, load_vocab, truncate_lengths  # noqa: E402
+from clue.tokenizer import LUT_MIN_CHARS, SPECIALS, Tokenizer, builtin_vocab, load_vocab, truncate_lengths  # noqa: E402
 
 AWKWARD = [
     "", " ", "\x00", "a\x00b", "\uffff", "x\ufffey", "\ufffd", "\U00100000", "\U0010fffd\U0010ffff",
@@ -77,12 +77,14 @@ def test_parity_without_lowercasing(vocab_path):
     _check(Tokenizer(vocab_path, do_lower_case=False), [("generated", t) for t in texts], pairs, vocab_path)
 
 
-def test_long_texts_take_the_lookup_table_path(tokenizer):
-    """Texts from 2,000 characters go through numpy; the result must equal the plain path's."""
-    texts = ["".join(_random_texts(1, seed=s, max_len=3000)) * 2 for s in range(20)] + ["中文 abc " * 500]
-    assert max(map(len, texts)) >= 2000
+def test_both_translation_paths_agree_with_the_plain_path(tokenizer):
+    """Texts from LUT_MIN_CHARS characters go through numpy's lookup, shorter ones through str.translate."""
+    texts = ["".join(_random_texts(1, seed=s, max_len=400)) * 3 for s in range(40)] + ["中文 abc\u200b " * 50]
+    texts += [text[:LUT_MIN_CHARS - 1] for text in texts]
+    assert {len(t) >= LUT_MIN_CHARS for t in texts} == {True, False}
     for text in texts:
-        assert tokenizer.encode(text) == (tokenizer._plain_ids(text), [0] * len(tokenizer._plain_ids(text)))
+        ids = tokenizer._plain_ids(text)
+        assert tokenizer.encode(text) == (ids, [0] * len(ids))
 
 
 def test_encode_batch_equals_encode_with_nul_and_uffff(tokenizer):
