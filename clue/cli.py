@@ -1,7 +1,7 @@
 """The command line every task script shares, and ``Run``: what a script needs once the flags are read.
 
     run = cli.start("afqmc", argv)      # flags, seeds, data files, model spec, tokenizer, output folders
-    train = run.read("train")           # records of the split, at most --limit of them
+    train = run.read("train", FIELDS)   # records of the split, at most --limit of them
     encoder = run.encoder()             # the pretrained (or tiny random) encoder
 
 With no ``--data-dir``, no ``$CLUE_DATA_DIR`` and no ``./datasets/<task>``, a task that has a demo (afqmc)
@@ -162,14 +162,12 @@ def parse_args(task_name, argv=None):
     args.explicit = explicit_flags(parser, argv)
     if args.lr is None:
         args.lr = 5e-4 if args.optimizer == "adafactor" else 2e-5
-    for flag in ("epochs", "batch_size", "maxlen", "grad_accum"):
-        if getattr(args, flag) < 1:
-            raise SystemExit(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
-    if args.limit is not None and args.limit < 1:
-        raise SystemExit(f"--limit must be at least 1, got {args.limit}")
+    for flag in ("epochs", "batch_size", "maxlen", "grad_accum", "limit"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
     if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise SystemExit("--tensorboard needs the tensorboard package: pip install tensorboard "
-                         "(the CSV log in logs/ is always written)")
+        parser.error("--tensorboard needs the tensorboard package: pip install tensorboard "
+                     "(the CSV log in logs/ is always written)")
     return task, args
 
 
@@ -202,6 +200,6 @@ def start(task_name, argv=None):
     keras.utils.set_random_seed(args.seed)
     keras.mixed_precision.set_dtype_policy(args.mixed_precision or "float32")
     task_dir = find_task_dir(task.name, args.data_dir)
-    _, source = data_root(args.data_dir)
+    source = "generated demo data" if banner else data_root(args.data_dir)[1]
     print(f"{task.name}: data {task_dir} ({source}), model {args.model}, mode {args.mode}", flush=True)
     return Run(task, args, task_dir, banner)

@@ -199,11 +199,12 @@ def predict(model, batches, verbose=0):
     progress = keras.utils.Progbar(len(batches), file=sys.stdout) if verbose else None
     outputs = []
     for i in range(len(batches)):
-        item = batches[i]
-        outputs.append(np.asarray(model.predict_on_batch(item[0] if isinstance(item, tuple) else item)))
+        outputs.append(np.asarray(model.predict_on_batch(batches[i][0])))   # a batch is (x,) or (x, y)
         if progress:
             progress.update(i + 1)
     order = getattr(batches, "order", None)
+    if not outputs:
+        return np.zeros((0,))
     if all(o.shape[1:] == outputs[0].shape[1:] for o in outputs):
         stacked = np.concatenate(outputs)
         if order is None:
