@@ -23,10 +23,10 @@ holding one goes alone), sharing the per-call cost. Texts the id string cannot c
 characters of plane 16, U+FFFE, U+FFFF) and vocabularies with ids above U+D7FF take the plain path:
 space-padded words, ``split``, WordPiece per word, which ``tokenize`` also uses.
 
-HF ``tokenizers`` (Rust) was measured as well: its ``encode_batch`` gave ~60k texts/s on a sample of CLUE
-fields against ~230k for this code one text at a time (the per-text ``Encoding`` objects cost more than
-the tokenization), and matching bert4keras would have needed custom normaliser and pre-tokeniser rules,
-so it is not used. ``scripts/benchmark_tokenizer.py`` measures texts/s against bert4keras;
+HF ``tokenizers`` (Rust) was measured as well: its ``encode_batch`` (BERT-like settings, not yet exact)
+gave ~60k texts/s on a 20k sample of CLUE fields, where a first pure-Python version of this module gave
+150-230k one text at a time (the per-text ``Encoding`` objects cost more than the tokenization), and
+matching bert4keras would have needed custom normaliser and pre-tokeniser rules, so it is not used. ``scripts/benchmark_tokenizer.py`` measures texts/s against bert4keras;
 ``scripts/tokenizer_parity.py`` checks identical ids, tokens and rematch on every shared CLUE text.
 """
 

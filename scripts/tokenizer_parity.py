@@ -29,21 +29,28 @@ METADATA = {"id", "idx", "label0", "label1", "label2", "label3", "label4", "genr
 # Runs under bert4keras: argv = vocab, jobs JSON, output JSON-lines file.
 ORACLE = r"""
 import json, sys
+sys.path.insert(0, sys.argv[4])
 from bert4keras.tokenizers import Tokenizer
+from tokenizer_parity import outputs
 jobs = json.load(open(sys.argv[2], encoding="utf-8"))
 tok = Tokenizer(sys.argv[1], do_lower_case=jobs["lower"])
 with open(sys.argv[3], "w", encoding="utf-8") as out:
     for text in jobs["texts"]:
-        ids, segs = tok.encode(text)
-        tokens = tok.tokenize(text)
-        try:
-            mapping = tok.rematch(text, tokens)
-        except ValueError:
-            mapping = None
-        out.write(json.dumps([ids, segs, tokens, mapping]) + "\n")
+        out.write(json.dumps(outputs(tok, text)) + "\n")
     for a, b, maxlen in jobs["pairs"]:
         out.write(json.dumps(tok.encode(a, b, maxlen=maxlen)) + "\n")
 """
+
+
+def outputs(tokenizer, text):
+    """[ids, segment ids, tokens, rematch mapping (None if it raises)]: the same calls for both tokenizers."""
+    ids, segs = tokenizer.encode(text)
+    tokens = tokenizer.tokenize(text)
+    try:
+        mapping = tokenizer.rematch(text, tokens)
+    except ValueError:
+        mapping = None
+    return [ids, segs, tokens, mapping]
 
 
 def collect(data_dir):
@@ -141,19 +148,9 @@ def run_bert4keras_tokenizer(texts, pairs, vocab_path, lower=True):
     with tempfile.TemporaryDirectory() as tmp:
         jobs, out = Path(tmp) / "jobs.json", Path(tmp) / "out.jsonl"
         jobs.write_text(json.dumps({"texts": texts, "pairs": pairs, "lower": lower}), encoding="utf-8")
-        run_bert4keras(ORACLE, vocab_path, jobs, out, timeout=3600)
+        run_bert4keras(ORACLE, vocab_path, jobs, out, Path(__file__).resolve().parent, timeout=3600)
         rows = [json.loads(line) for line in out.read_text(encoding="utf-8").split("\n") if line]
     return rows[:len(texts)], rows[len(texts):]
-
-
-def our_outputs(tokenizer, text):
-    ids, segs = tokenizer.encode(text)
-    tokens = tokenizer.tokenize(text)
-    try:
-        mapping = tokenizer.rematch(text, tokens)
-    except ValueError:
-        mapping = None
-    return [ids, segs, tokens, mapping]
 
 
 def compare(tokenizer, texts, pairs, vocab_path):
@@ -179,7 +176,7 @@ def compare(tokenizer, texts, pairs, vocab_path):
     batch_pairs = [batch_pairs[p] for p in unique_pairs]
     mismatches = []
     for text, theirs, batched in zip(unique_texts, theirs_texts, batch_texts):
-        ours = our_outputs(tokenizer, text)
+        ours = outputs(tokenizer, text)
         differs = [name for name, x, y in zip(names, ours, theirs) if x != y]
         differs += ["encode_batch"] if list(batched) != theirs[:2] else []
         if differs:
