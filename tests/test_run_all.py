@@ -1,0 +1,139 @@
+"""run_clue: the nine CLUE 1.1 task scripts run once (tiny preset, one epoch, small real data), the
+summary files checked against the scripts' own logs, finished tasks skipped, an interrupted one resumed."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import small_clue
+from clue import registry, run_all
+from clue.paths import OutputDirs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def clue11(tmp_path_factory, clue_data_dir):
+    return small_clue.clue11_run(tmp_path_factory, clue_data_dir)
+
+
+def dev_column(out, task):
+    """The dev metric per epoch, read from the task script's CSV log here, on its own."""
+    with open(out / "logs" / f"{task.name}.csv", newline="") as f:
+        rows = {int(r["epoch"]): float(r[f"val_{task.metric}"]) for r in csv.DictReader(f)}
+    return [round(100 * rows[e], 2) for e in sorted(rows)]
+
+
+def test_every_task_runs_and_is_summarised(clue11):
+    data, out, code = clue11
+    assert code == 0
+    summary = json.loads((out / "results" / "summary.json").read_text())
+    assert list(summary["tasks"]) == list(small_clue.CLUE11_TASKS)
+    for name, row in summary["tasks"].items():
+        task = registry.get(name)
+        state = json.loads((out / "logs" / f"{name}.state.json").read_text())
+        assert row["status"] == "done" and row["metric"] == task.metric == state["metric"]
+        assert row["dev"] == round(100 * state["best"], 2) and row["epochs_done"] == 1
+        assert row["dev_per_epoch"] == dev_column(out, task)
+        assert row["outputs"] and all((out / "results" / o).is_file() for o in row["outputs"])
+    mean = sum(r["dev"] for r in summary["tasks"].values()) / 9
+    assert summary["clue_average"] == {"value": round(mean, 2), "tasks": sorted(small_clue.CLUE11_TASKS), "of": 9}
+
+    table = (out / "results" / "summary.md").read_text().splitlines()
+    for name, row in summary["tasks"].items():
+        assert any(line.startswith(f"| {name} | {row['metric']} | {row['dev']:.2f} | 1 | 1/1 |") for line in table)
+    assert table[-1].startswith(f"| **CLUE 1.1 average** (9 of 9 tasks) | | **{round(mean, 2):.2f}** |")
+
+    import matplotlib.image
+    png = out / "results" / "dev_curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert matplotlib.image.imread(png).shape[:2] == (500, 800)
+
+
+def test_finished_tasks_are_skipped(clue11, capsys):
+    data, out, _ = clue11
+    records = {n: (out / "logs" / f"{n}.run.json").read_text() for n in small_clue.CLUE11_TASKS}
+    logs = {n: (out / "logs" / f"{n}.out").read_text() for n in small_clue.CLUE11_TASKS}
+    argv = [*small_clue.CLUE11_TASKS, "--data-dir", str(data), "--output-dir", str(out), *small_clue.RUN_FLAGS]
+    assert run_all.main(argv) == 0
+    printed = capsys.readouterr().out
+    for name in small_clue.CLUE11_TASKS:
+        assert f"== {name}: skip (finished " in printed
+        assert (out / "logs" / f"{name}.run.json").read_text() == records[name]   # not run again
+        assert (out / "logs" / f"{name}.out").read_text() == logs[name]
+
+
+def test_decisions(tmp_path):
+    dirs = OutputDirs(tmp_path).make()
+    task, flags = registry.get("csl"), ["--model", "tiny"]
+
+    def record(**fields):
+        (dirs.logs / "csl.run.json").write_text(json.dumps({"flags": flags, **fields}))
+
+    assert run_all.decide(task, flags, dirs) == ("fresh", "no earlier run")
+    record(status="done", finished="today")
+    assert run_all.decide(task, flags, dirs) == ("skip", "finished today")
+    assert run_all.decide(task, flags, dirs, force=True) == ("fresh", "forced")
+    assert run_all.decide(task, ["--model", "tiny", "--seed", "2"], dirs)[0] == "fresh"
+    record(status="failed")
+    assert run_all.decide(task, flags, dirs)[0] == "fresh"        # failed before any epoch was saved
+    (dirs.logs / "csl.state.json").write_text("{}")
+    assert run_all.decide(task, flags, dirs) == ("resume", "the earlier run ended failed")
+    record(status="running")                                     # the runner itself was killed
+    assert run_all.decide(task, flags, dirs) == ("resume", "the earlier run ended running")
+
+
+def test_flags_reach_every_script_in_a_fixed_order():
+    args = SimpleNamespace(model="tiny", model_dir=None, data_dir="d", epochs=2, batch_size=None, maxlen=64,
+                           lr=None, limit=10, seed=None, output_dir="o")
+    assert run_all.task_flags(args, ["--pooling", "avg"]) == [
+        "--model", "tiny", "--data-dir", "d", "--epochs", "2", "--maxlen", "64", "--limit", "10",
+        "--output-dir", "o", "--pooling", "avg"]
+
+
+def test_interrupted_task_is_resumed(tmp_path, clue_data_dir, capsys):
+    data = tmp_path / "data" / "afqmc"
+    data.mkdir(parents=True)
+    dev = [x for x in (clue_data_dir / "afqmc" / "dev.json").read_text(encoding="utf-8").split("\n") if x]
+    (data / "train.json").write_text("\n".join(dev[:400]) + "\n", encoding="utf-8")
+    (data / "dev.json").write_text("\n".join(dev[400:424]) + "\n", encoding="utf-8")
+    (data / "test.json").symlink_to(clue_data_dir / "afqmc" / "test.json")
+    out = tmp_path / "out"
+    argv = ["afqmc", "--data-dir", str(tmp_path / "data"), "--output-dir", str(out), "--model", "tiny",
+            "--epochs", "4", "--limit", "400", "--maxlen", "48", "--batch-size", "16", "--quiet"]
+
+    # the whole runner is killed (as by a crash or a lost machine) once the first epoch is saved. The CSV
+    # row is the signal: Keras's CSVLogger writes it after BackupAndRestore has written its backup (a kill
+    # while that backup is being written leaves a file Keras cannot read: see the report of issue 7)
+    runner = subprocess.Popen([sys.executable, str(REPO / "scripts" / "run_clue.py"), *argv],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state_path, csv_path = out / "logs" / "afqmc.state.json", out / "logs" / "afqmc.csv"
+    deadline = time.time() + 300
+    while runner.poll() is None and time.time() < deadline:
+        if csv_path.is_file() and len(csv_path.read_text().splitlines()) >= 2:   # header + epoch 1
+            os.killpg(runner.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    runner.wait()
+    done = json.loads(state_path.read_text())["epochs_done"]
+    assert 1 <= done < 4, "the run was not caught between its first and last epoch"
+    assert json.loads((out / "logs" / "afqmc.run.json").read_text())["status"] == "running"
+    assert not (out / "results" / "afqmc_predict.json").exists()
+
+    assert run_all.main(argv) == 0
+    assert "== afqmc: resume (the earlier run ended running)" in capsys.readouterr().out
+    assert "resuming from the last finished epoch" in (out / "logs" / "afqmc.out").read_text()
+    state = json.loads(state_path.read_text())
+    assert state["epochs_done"] == 4 and len(state["history"]) == 4
+    summary = json.loads((out / "results" / "summary.json").read_text())["tasks"]["afqmc"]
+    assert summary["status"] == "done" and len(summary["dev_per_epoch"]) == 4
+    assert summary["dev_per_epoch"] == dev_column(out, registry.get("afqmc"))
+    assert sum(1 for _ in open(out / "results" / "afqmc_predict.json")) == 400   # --limit 400
