@@ -23,6 +23,15 @@ setup(
         "h5py",
         "matplotlib",
     ],
+    entry_points={
+        "console_scripts": [
+            "clue-run=clue.run_all:main",
+            "clue-evaluate=clue.evaluate:main",
+            "clue-submit=clue.submit_check:main",
+            "clue-convert=clue.convert:main",
+            "clue-download=clue.download:main",
+        ],
+    },
     extras_require={
         # bert4keras itself pins keras<=2.3.1, so it is installed with --no-deps (see README).
         "test": ["pytest>=8", "tf-keras>=2.21,<2.22", "jax[cpu]"],
