@@ -129,6 +129,7 @@ def task_summary(task, dirs):
         "wall_s": record.get("wall_s"),
         "outputs": [n for n in task.output_names() if (dirs.results / n).is_file()],
         "log": str(dirs.logs / f"{task.name}.out"),
+        "flags": record.get("flags"),
     }
 
 
@@ -178,7 +179,9 @@ def plot(summary, path):
 
 
 def summarise(names, args, dirs):
-    """Write results/summary.json, summary.md and dev_curves.png; returns the summary dict."""
+    """Write results/summary.json, summary.md and dev_curves.png for ``names`` and every task run earlier
+    into the same output folder; returns the summary dict."""
+    names = [n for n in registry.TASKS if n in names or (dirs.logs / f"{n}.run.json").is_file()]
     tasks = {name: task_summary(registry.get(name), dirs) for name in names}
     summary = {"model": args.model, "flags": task_flags(args, args.extra), "tasks": tasks,
                "clue_average": clue_average(tasks)}
@@ -196,7 +199,7 @@ def build_parser():
                                      "tasks, resume interrupted ones; write results/summary.{json,md} and "
                                      "results/dev_curves.png. Flags after -- go to every task script.")
     p.add_argument("tasks", nargs="*", metavar="TASK", help=f"default: all of {', '.join(registry.TASKS)}")
-    p.add_argument("--model", default="tiny", help="preset name or preset JSON (default: tiny)")
+    p.add_argument("--model", required=True, help="preset name (tiny, bert-base, ...) or preset JSON path")
     p.add_argument("--model-dir")
     p.add_argument("--data-dir")
     p.add_argument("--output-dir", default=".", help="results/, weights/, logs/ go here")
@@ -221,15 +224,20 @@ def main(argv=None):
     dirs = OutputDirs(args.output_dir).make()
     flags = task_flags(args, extra)
     failed = []
-    for name in names:
-        task = registry.get(name)
-        action, why = decide(task, flags, dirs, args.force)
-        print(f"== {name}: {action} ({why})", flush=True)
-        if action == "skip":
-            continue
-        if run_task(task, flags, dirs, resume=action == "resume", echo=not args.quiet) != 0:
-            failed.append(name)
-            print(f"== {name}: FAILED, see {dirs.logs / (name + '.out')}", flush=True)
+    try:
+        for name in names:
+            task = registry.get(name)
+            action, why = decide(task, flags, dirs, args.force)
+            print(f"== {name}: {action} ({why})", flush=True)
+            if action == "skip":
+                continue
+            if run_task(task, flags, dirs, resume=action == "resume", echo=not args.quiet) != 0:
+                failed.append(name)
+                print(f"== {name}: FAILED, see {dirs.logs / (name + '.out')}", flush=True)
+    except KeyboardInterrupt:
+        print(f"\n== interrupted during {name}: rerun the same command to resume it", flush=True)
+        summarise(names, args, dirs)
+        return 130
     summary = summarise(names, args, dirs)
     print(markdown(summary))
     print(f"wrote {dirs.results / 'summary.json'}, summary.md, dev_curves.png")

@@ -137,3 +137,27 @@ def test_interrupted_task_is_resumed(tmp_path, clue_data_dir, capsys):
     assert summary["status"] == "done" and len(summary["dev_per_epoch"]) == 4
     assert summary["dev_per_epoch"] == dev_column(out, registry.get("afqmc"))
     assert sum(1 for _ in open(out / "results" / "afqmc_predict.json")) == 400   # --limit 400
+
+
+def test_summary_reads_the_logs_of_earlier_runs(tmp_path):
+    """Written logs as the task scripts leave them: csl run earlier (3 epochs, epoch 2 logged twice by a
+    resume), afqmc asked for now but not run yet."""
+    dirs = OutputDirs(tmp_path).make()
+    (dirs.logs / "csl.run.json").write_text(json.dumps({"flags": ["--model", "tiny"], "status": "done",
+                                                        "wall_s": 12.5}))
+    (dirs.logs / "csl.state.json").write_text(json.dumps({"metric": "accuracy", "best": 0.625, "best_epoch": 3,
+                                                          "epochs_done": 3, "epochs": 3}))
+    (dirs.logs / "csl.csv").write_text("epoch,loss,val_accuracy\n0,0.7,0.5\n1,0.6,0.55\n1,0.6,0.575\n2,0.5,0.625\n")
+    args = SimpleNamespace(model="tiny", model_dir=None, data_dir=None, epochs=None, batch_size=None,
+                           maxlen=None, lr=None, limit=None, seed=None, output_dir=str(tmp_path), extra=[])
+    summary = run_all.summarise(["afqmc"], args, dirs)
+    assert list(summary["tasks"]) == ["afqmc", "csl"]                 # registry order
+    assert summary["tasks"]["afqmc"]["status"] == "not run" and summary["tasks"]["afqmc"]["dev"] is None
+    csl = summary["tasks"]["csl"]
+    assert csl["dev_per_epoch"] == [50.0, 57.5, 62.5] and csl["dev"] == 62.5 and csl["best_epoch"] == 3
+    assert summary["clue_average"] == {"value": 62.5, "tasks": ["csl"], "of": 9}
+    table = (dirs.results / "summary.md").read_text().splitlines()
+    assert "| csl | accuracy | 62.50 | 3 | 3/3 | 12.5 | done |" in table
+    assert "| afqmc | accuracy | - | - | - | - | not run |" in table
+    assert table[-1].startswith("| **CLUE 1.1 average** (1 of 9 tasks) | | **62.50** |")
+    assert (dirs.results / "dev_curves.png").read_bytes()[:4] == b"\x89PNG"
