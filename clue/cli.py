@@ -203,3 +203,15 @@ def start(task_name, argv=None):
     source = "generated demo data" if banner else data_root(args.data_dir)[1]
     print(f"{task.name}: data {task_dir} ({source}), model {args.model}, mode {args.mode}", flush=True)
     return Run(task, args, task_dir, banner)
+
+
+def run(main):
+    """Run a task script's ``main``: a missing path, bad data or a bad checkpoint ends with its message
+    (naming the file and line or variable) and exit status 1, not a traceback."""
+    from clue.checkpoints import CheckpointError
+    from clue.data import DataError
+
+    try:
+        main()
+    except (MissingPathError, DataError, CheckpointError) as err:
+        sys.exit(f"error: {err}")

@@ -11,8 +11,6 @@ Reads CLUE's d-/m-{train,dev}.json, test1.1.json, test1.0.json, or the upstream 
     python tasks/c3.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
 """
 
-import sys
-
 from clue import choices, cli, metrics, submission, training
 from clue.data import load_c3
 
@@ -59,4 +57,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

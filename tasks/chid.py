@@ -10,8 +10,6 @@ one JSON object {"#idiomNNNNNN#": candidate index}.
     python tasks/chid.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
 """
 
-import sys
-
 from clue import choices, cli, metrics, submission, training
 from clue.data import load_chid
 
@@ -68,4 +66,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -9,8 +9,6 @@ entity strings of each sentence, macro average over the types). Writes results/c
     python tasks/cluener.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
 """
 
-import sys
-
 from clue import cli, metrics, spans, submission, training
 from clue.data import CLUENER_TYPES, load_cluener
 
@@ -58,4 +56,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -10,8 +10,6 @@ results/cmrc2018_predict.json, one JSON object {question_id: answer_text}.
     python tasks/cmrc2018.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
 """
 
-import sys
-
 from clue import cli, metrics, spans, submission, training
 from clue.data import load_cmrc2018
 
@@ -68,4 +66,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)
