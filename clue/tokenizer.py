@@ -146,6 +146,15 @@ class _WordTable(dict):
         return out
 
 
+class _Unshift(dict):
+    """translate table taking a word's characters back from plane 16 (JOIN, a dropped one, goes)."""
+
+    def __missing__(self, code):
+        out = self[code] = None if code == ord(JOIN) else chr(code - SHIFT) if code >= SHIFT else chr(code)
+        return out
+
+
+_UNSHIFT = _Unshift()
 _BMP_CLASSES = {}
 _TABLES = {}
 
@@ -283,16 +292,12 @@ class Tokenizer:
     # -- the id-string path -------------------------------------------------------------------------------
     def _run_ids(self, run):
         """A run of plane-16 characters (one word) -> its ids as characters."""
-        out = self._run_cache.get(run)
-        if out is None:
-            if len(self._run_cache) > 1_000_000:
-                self._run_cache.clear()
-            word = "".join(chr(ord(c) - SHIFT) if c >= "\U00100000" else c for c in run.replace(JOIN, ""))
-            # already normalised; astral characters the run may hold still need step 2: re-split it
-            ids = [self.vocab.get(t, self.unk_id)
-                   for w in word.translate(self._words_table).split() for t in self._word_pieces(w)]
-            out = self._run_cache[run] = "".join(map(chr, ids))
-        return out
+        word = run.translate(_UNSHIFT)
+        if word.isascii():  # the usual case: one Latin/digit word
+            pieces = self._word_pieces(word)
+        else:  # already normalised, but astral characters in the run still need step 2: re-split it
+            pieces = [t for w in word.translate(self._words_table).split() for t in self._word_pieces(w)]
+        return "".join([chr(self.vocab.get(t, self.unk_id)) for t in pieces])
 
     def _lookup(self, text):
         """``text.translate(self._ids_table)`` through numpy (faster per character, dearer per call, so for
@@ -305,10 +310,16 @@ class Tokenizer:
         if EXOTIC in s:
             return None
         parts = RUN.split(s)  # [between, word, between, word, ...]
-        parts[1::2] = map(self._run_cache.get, parts[1::2])  # cached words without a Python loop
-        if None in parts:
-            words = RUN.split(s)
-            parts = [self._run_ids(words[i]) if p is None else p for i, p in enumerate(parts)]
+        words, cache = parts[1::2], self._run_cache
+        found = list(map(cache.get, words))  # cached words without a Python loop
+        if None in found:
+            new = set(words).difference(cache)
+            if len(cache) + len(new) > 1_000_000:
+                cache.clear()
+                new = set(words)
+            cache.update((run, self._run_ids(run)) for run in new)
+            found = map(cache.get, words)
+        parts[1::2] = found
         return "".join(parts).replace(SPACE, "").replace(JOIN, "")
 
     def _id_string(self, text):
@@ -338,12 +349,13 @@ class Tokenizer:
     def _sequences(self, texts):
         """``_sequence`` for many texts: one normalise/translate/convert pass over all of them joined by NUL
         (which marks the text boundaries: bert4keras drops NUL, so a text holding one goes alone)."""
-        if not self._fast or len(texts) < 2 or not all(isinstance(t, str) for t in texts):
-            return [self._sequence(t) for t in texts]
-        joined = self._normalize("\x00".join(texts))
-        if joined.count("\x00") != len(texts) - 1 or BATCH_SEP in joined:
-            return [self._sequence(t) for t in texts]
-        ids = self._id_string(joined.replace("\x00", BATCH_SEP))
+        try:
+            joined = self._normalize("\x00".join(texts)) if self._fast and len(texts) > 1 else None
+        except TypeError:  # token lists among the texts
+            joined = None
+        ids = None
+        if joined is not None and joined.count("\x00") == len(texts) - 1 and BATCH_SEP not in joined:
+            ids = self._id_string(joined.replace("\x00", BATCH_SEP))
         if ids is None:
             return [self._sequence(t) for t in texts]
         return [array("H", part.encode("utf-16-le")).tolist() for part in ids.split(BATCH_SEP)]
@@ -409,7 +421,8 @@ class Tokenizer:
         if b is None:
             a = a if maxlen is None else self._cut(a, maxlen)
             return a, [0] * len(a)
-        if maxlen is not None:  # bert4keras counts the second [CLS] before dropping it: maxlen + 1
+        # bert4keras counts the second [CLS] before dropping it: maxlen + 1
+        if maxlen is not None and len(a) + len(b) > maxlen + 1:
             lengths = iter(truncate_lengths(maxlen + 1, [len(p) for p in (a, b) if p]))
             a = self._cut(a, next(lengths)) if a else a
             b = self._cut(b, next(lengths)) if b else b
