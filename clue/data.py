@@ -35,8 +35,13 @@ class DataError(ValueError):
 
 # -- JSON lines ------------------------------------------------------------------------------------------
 def read_text(path):
-    with open(path, encoding="utf-8", newline="") as f:  # newline="": keep \r and U+2028 as they are
-        return f.read()
+    """The file's text, unchanged (newline="": \r and U+2028 stay as they are); it must be UTF-8."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(path, raw.count(b"\n", 0, err.start) + 1, f"not UTF-8 ({err.reason} at byte "
+                                                                   f"{err.start})") from None
 
 
 def iter_json_lines(path):

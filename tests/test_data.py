@@ -146,6 +146,13 @@ def test_bad_json_line_names_file_and_line(tmp_path):
         data.load_json_lines(path)
 
 
+def test_file_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "dev.json"
+    path.write_bytes('{"sentence": "好"}\n{"sentence": "'.encode() + "坏".encode("gbk") + b'"}\n')
+    with pytest.raises(data.DataError, match=r"dev.json:2: not UTF-8"):
+        data.load_json_lines(path)
+
+
 def test_missing_field_and_unknown_label(tmp_path):
     path = _write(tmp_path / "train.json", '{"sentence1": "a", "sentence2": "b", "label": "neutral"}\n'
                                            '{"sentence1": "a", "label": "neutral"}\n')
