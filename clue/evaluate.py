@@ -16,6 +16,7 @@ from pathlib import Path
 
 from clue import data, registry
 from clue.metrics import METRICS
+from clue.submit_check import load_object
 
 
 def _lines(path, field):
@@ -28,19 +29,14 @@ def _lines(path, field):
 
 
 def _json_object(path):
-    """A whole-file JSON value, duplicate keys refused (json.loads would keep only the last)."""
-    def no_duplicates(pairs):
-        keys = [k for k, _ in pairs]
-        twice = sorted({k for k in keys if keys.count(k) > 1})
-        if twice:
-            raise data.DataError(path, None, f"key{'s' if len(twice) > 1 else ''} {', '.join(twice)} "
-                                             f"given more than once")
-        return dict(pairs)
-
+    """A whole-file JSON value; a key given twice is an error (json.loads would keep only the last)."""
     try:
-        return json.loads(data.read_text(path).lstrip("\ufeff"), object_pairs_hook=no_duplicates)
+        obj, repeated = load_object(path)
     except json.JSONDecodeError as err:
         raise data.DataError(path, err.lineno, f"not valid JSON ({err.msg} at column {err.colno})") from None
+    if repeated:
+        raise data.DataError(path, None, f"given more than once: {', '.join(map(repr, repeated))}")
+    return obj
 
 
 def _chid_answers(path):

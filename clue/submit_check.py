@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 from clue import data, registry, submission
@@ -50,20 +51,27 @@ def test_ids(task, path):
     return [r.get("id", i) for i, r in enumerate(data.load_json_lines(path))]
 
 
-def _load_object(path, problems):
-    """A one-object JSON file (cmrc2018, chid) with duplicate keys reported, or None when unreadable."""
+def load_object(path):
+    """(whole-file JSON value, {key: count} of the keys given more than once): ``json.loads`` alone would
+    silently keep the last of a repeated key."""
+    repeated = {}
+
     def pairs_hook(pairs):
-        counts = {}
-        for key, _ in pairs:
-            counts[key] = counts.get(key, 0) + 1
-        problems.extend(f"{path}: id {key!r} appears {n} times" for key, n in counts.items() if n > 1)
+        counts = Counter(key for key, _ in pairs)
+        repeated.update((key, n) for key, n in counts.items() if n > 1)
         return dict(pairs)
 
+    return json.loads(data.read_text(path).lstrip("\ufeff"), object_pairs_hook=pairs_hook), repeated
+
+
+def _load_object(path, problems):
+    """A one-object JSON file (cmrc2018, chid) with its problems added to ``problems``; None when unreadable."""
     try:
-        obj = json.loads(Path(path).read_text(encoding="utf-8").lstrip("\ufeff"), object_pairs_hook=pairs_hook)
+        obj, repeated = load_object(path)
     except json.JSONDecodeError as err:
         problems.append(f"{path}:{err.lineno}: not valid JSON ({err.msg} at column {err.colno}; truncated?)")
         return None
+    problems.extend(f"{path}: id {key!r} appears {n} times" for key, n in repeated.items())
     if not isinstance(obj, dict):
         problems.append(f"{path}: expected one JSON object {{id: answer}}, got {type(obj).__name__}")
         return None

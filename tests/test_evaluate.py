@@ -156,3 +156,10 @@ def test_chid_gold_and_perturbation(tmp_path, capsys):
     expected = 100 * (len(answers) - 3) / len(answers)
     assert last_line(capsys, "chid", tmp_path / "chid11_predict.json",
                      folder / "dev_answer.json") == f"accuracy: {expected:.4f}"
+
+
+def test_a_key_given_twice_is_an_error(tmp_path, capsys):
+    path = tmp_path / "chid11_predict.json"
+    path.write_text('{"#idiom000001#": 1, "#idiom000002#": 3, "#idiom000001#": 2}')
+    assert evaluate.main(["chid", str(path), str(path)]) == 1
+    assert "given more than once: '#idiom000001#'" in capsys.readouterr().out

@@ -160,3 +160,19 @@ def test_real_example_files(clue_data_dir):
                                        clue_data_dir / "csl" / "test.json")
     assert any("id 0 is not in the test file" in p for p in problems)
     assert any("id 3000 is missing" in p for p in problems)
+
+
+def test_one_object_files_repeated_missing_and_unknown_keys(tmp_path):
+    from chid_fixture import make_chid
+
+    make_chid(tmp_path / "chid", sizes=(("test1.1", 2),))
+    test = tmp_path / "chid" / "test1.1.json"
+    blanks = list(submit_check.test_ids(registry.get("chid"), test))
+    body = ", ".join(f'"{b}": 0' for b in blanks[1:])          # the first blank left out
+    path = tmp_path / "chid11_predict.json"
+    path.write_text("{" + body + f', "{blanks[1]}": 1, "#idiom999999#": 0' + "}")
+    problems = submit_check.check_file(path, registry.get("chid"), test)
+    assert f"{path}: id {blanks[1]!r} appears 2 times" in problems
+    assert f"{path}: id {blanks[0]!r} is missing" in problems
+    assert f"{path}: id '#idiom999999#' is not in the test file" in problems
+    assert len(problems) == 3
