@@ -59,6 +59,9 @@ def decide(task, flags, dirs, force=False):
     if record.get("flags") != flags:
         return "fresh", "the earlier run had other flags"
     if record.get("status") == "done":
+        lost = [n for n in record.get("outputs", []) if not (dirs.results / n).is_file()]
+        if lost:   # the backup holds the last epoch: a resumed run trains no further and predicts again
+            return "resume", f"finished, but {', '.join(lost)} is gone"
         return "skip", f"finished {record.get('finished', '')}".strip()
     has_backup = (dirs.weights / f"{task.name}_backup").is_dir() or (dirs.logs / f"{task.name}.state.json").is_file()
     if has_backup:
@@ -93,7 +96,8 @@ def run_task(task, flags, dirs, resume, echo=True):
             write_atomic(record_path, json.dumps(record, indent=1) + "\n")
             raise
     record.update(status="done" if code == 0 else "failed", returncode=code,
-                  wall_s=round(time.time() - start, 1), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+                  wall_s=round(time.time() - start, 1), finished=time.strftime("%Y-%m-%d %H:%M:%S"),
+                  outputs=[n for n in task.output_names() if (dirs.results / n).is_file()])
     write_atomic(record_path, json.dumps(record, indent=1) + "\n")
     return code
 

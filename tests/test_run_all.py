@@ -79,8 +79,12 @@ def test_decisions(tmp_path):
         (dirs.logs / "csl.run.json").write_text(json.dumps({"flags": flags, **fields}))
 
     assert run_all.decide(task, flags, dirs) == ("fresh", "no earlier run")
-    record(status="done", finished="today")
+    record(status="done", finished="today", outputs=["csl_predict.json"])
+    (dirs.results / "csl_predict.json").write_text("{}\n")
     assert run_all.decide(task, flags, dirs) == ("skip", "finished today")
+    (dirs.results / "csl_predict.json").unlink()
+    assert run_all.decide(task, flags, dirs) == ("resume", "finished, but csl_predict.json is gone")
+    (dirs.results / "csl_predict.json").write_text("{}\n")
     assert run_all.decide(task, flags, dirs, force=True) == ("fresh", "forced")
     assert run_all.decide(task, ["--model", "tiny", "--seed", "2"], dirs)[0] == "fresh"
     record(status="failed")
