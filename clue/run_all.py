@@ -246,5 +246,6 @@ def main(argv=None):
     print(markdown(summary))
     print(f"wrote {dirs.results / 'summary.json'}, summary.md, dev_curves.png")
     if failed:
-        print(f"failed: {', '.join(failed)} (rerun the same command to resume them)")
+        print(f"failed: {', '.join(failed)} (rerun the same command to resume them; if resuming fails too, "
+              f"--force starts them afresh)")
     return 1 if failed else 0
