@@ -65,12 +65,14 @@ class Batches(keras.utils.PyDataset):
     """Batches of variable-length examples for ``model.fit`` / ``predict``, padded to the longest in each batch.
 
     ``features``: one tuple per example of sequences (e.g. (token_ids, segment_ids)) or scalars, each
-    position becoming one padded array; or one sequence (a list or array) per example for a single input. ``labels`` (optional): one label (scalar or sequence) per example.
+    position becoming one padded array; or one sequence (a list or array) per example for a single input.
+    ``labels`` (optional): one label (scalar or sequence) per example.
     ``shuffle`` reorders examples every epoch from ``seed`` (the same seed gives the same order).
     ``bucket``: sort examples by length inside windows of ``bucket`` batches so that each batch holds
-    similar lengths (less padding); batch order is shuffled too when ``shuffle``. ``multiple``: pad feature
-    sequences to a multiple of it, so few distinct shapes reach a compiled (XLA/JAX) step. ``order`` lists the
-    example indices in the order the batches yield them; ``restore`` puts predictions back in example order.
+    similar lengths (less padding); batch order is shuffled too when ``shuffle``.
+    ``multiple``: pad feature sequences to a multiple of it, so few distinct shapes reach a compiled
+    (XLA/JAX) step. ``order`` lists the example indices in the order the batches yield them; ``restore``
+    puts predictions back in example order.
     """
 
     def __init__(self, features, labels=None, batch_size=32, shuffle=False, seed=0, bucket=None,

@@ -69,6 +69,15 @@ def test_batches_pad_to_the_longest_in_each_batch():
         Batches(features, labels[:9])
 
 
+def test_padding_to_a_multiple():
+    features, labels = _examples(20)
+    batches = Batches(features, labels, batch_size=6, multiple=8)
+    for i in range(len(batches)):
+        (ids, segs), y = batches[i]
+        longest = max(len(features[j][0]) for j in batches.batches[i])
+        assert ids.shape[1] % 8 == 0 and longest <= ids.shape[1] < longest + 8 and y.ndim == 1
+
+
 def _seen(batches):
     return [int(i) for b in range(len(batches)) for i in batches[b][1]]
 
