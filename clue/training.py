@@ -128,6 +128,17 @@ def as_fit_data(batches):
     return data.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(2)
 
 
+def drop_unfinished_first_backup(backup):
+    """Forget a first backup that a kill interrupted. Keras writes the weights, then
+    ``training_metadata.json``; without the metadata the weights file may be half written, and unlike later
+    epochs there is no previous copy to fall back on, so the run restarts from scratch (which, seeded per
+    epoch, gives the same result)."""
+    if (backup / "latest.weights.h5").exists() and not (backup / "training_metadata.json").exists():
+        print(f"{backup}: the first backup was interrupted before it finished; starting from scratch",
+              flush=True)
+        shutil.rmtree(backup)
+
+
 # Flags a resumed run must share with the run it continues (--epochs may grow).
 RESUME_FLAGS = ("model", "optimizer", "lr", "warmup", "weight_decay", "batch_size", "grad_accum", "maxlen",
                 "mixed_precision", "pooling", "second_segment", "limit", "seed")
@@ -165,6 +176,7 @@ def fit(model, train, evaluate, run, loss="sparse_categorical_crossentropy"):
     flags = {flag: getattr(args, flag) for flag in RESUME_FLAGS}
     if args.resume:
         check_resume_flags(state_path, flags)
+        drop_unfinished_first_backup(backup)
         where = "the last finished epoch" if backup.is_dir() else "scratch (no backup found)"
         print(f"{name}: resuming from {where} in {backup}", flush=True)
     else:   # a fresh run: forget any earlier interrupted one
@@ -175,7 +187,8 @@ def fit(model, train, evaluate, run, loss="sparse_categorical_crossentropy"):
     callbacks = [
         EpochSeeds(train, args.seed),
         best,
-        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
+        # double_checkpoint: a kill while the backup is written leaves the previous epoch's copy to resume from
+        keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),
         keras.callbacks.CSVLogger(str(run.dirs.logs / f"{name}.csv"), append=args.resume),
     ]
     if args.tensorboard:

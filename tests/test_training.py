@@ -85,6 +85,37 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert sorted(set(epochs)) == ["0", "1", "2"]
 
 
+def test_resume_survives_a_half_written_backup(tmp_path):
+    """A kill while Keras writes the backup leaves a truncated weights file: resume falls back to the
+    previous epoch's copy (or, for the first backup, to scratch) and still ends like an uninterrupted run."""
+    data = tmp_path / "data"
+    demo.make_afqmc(data / "afqmc", seed=2, sizes={"train": 320, "dev": 64, "test": 16})
+    # a constant learning rate, so a run cut after N epochs and resumed to 3 is the 3-epoch run
+    flags = ["--data-dir", str(data), *FLAGS[:FLAGS.index("--optimizer")], "--optimizer", "adafactor",
+             "--lr", "1e-3", "--verbose", "0", "--seed", "7"]
+    flags[flags.index("--epochs") + 1] = "3"
+    whole = tmp_path / "whole"
+    afqmc.main([*flags, "--output-dir", str(whole)])
+    expected = h5_arrays(whole / "weights" / "afqmc_backup" / "latest.weights.h5")
+
+    for done in (1, 2):
+        cut = tmp_path / f"cut{done}"
+        afqmc.main([*flags, "--epochs", str(done), "--output-dir", str(cut)])
+        backup = cut / "weights" / "afqmc_backup"
+        latest = backup / "latest.weights.h5"
+        latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 3])   # killed mid-write
+        if done == 1:   # the first backup: Keras had not written its metadata yet
+            (backup / "training_metadata.json").unlink()
+        else:
+            assert (backup / "latest.weights.h5.bkp").is_file()
+        afqmc.main([*flags, "--output-dir", str(cut), "--resume"])
+        got = h5_arrays(latest)
+        assert got.keys() == expected.keys()
+        assert all(np.array_equal(got[k], expected[k]) for k in expected), f"cut after epoch {done}"
+        assert (cut / "results" / "afqmc_predict.json").read_text() == \
+            (whole / "results" / "afqmc_predict.json").read_text()
+
+
 def test_warmup_linear_schedule():
     schedule = training.WarmupLinear(1.0, total_steps=10, warmup_steps=2)
     rates = [float(schedule(step)) for step in range(11)]
