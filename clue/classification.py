@@ -1,0 +1,38 @@
+"""The flow the seven classification tasks share, as the bert4keras CLUE baselines write it:
+load data -> batches -> encoder + pooled softmax head -> fit keeping the best dev epoch -> predict the
+test files -> write label files.
+
+A task script (tasks/afqmc.py ...) supplies only what is its own: the fields it reads and ``frame``, which
+turns a record into one text or a pair of texts. To try another head or decoding, copy this function
+into the script and edit it there.
+"""
+
+from clue import cli, heads, metrics, submission, training
+
+
+def main(task, fields, frame, argv=None):
+    """Train (or eval/predict, per ``--mode``) ``task`` and write its leaderboard files; returns the dev score."""
+    run = cli.start(task, argv)
+    labels, args = run.task.labels, run.args
+
+    # data -> (token_ids, segment_ids), label index -> padded batches, shuffled per epoch for training
+    train = run.batches(run.examples(run.read("train", fields), frame), shuffle=True)
+    dev = run.examples(run.read("dev", fields), frame)
+    dev_batches = run.batches(dev)
+
+    # head: pooled last layer -> softmax over the labels
+    model = heads.classifier(run.encoder(), len(labels), args.pooling, seed=args.seed)
+
+    def evaluate(model):
+        return metrics.accuracy(dev[1], training.predict(model, dev_batches).argmax(-1))
+
+    # fit, keeping the best dev epoch (or load it: --mode eval / predict)
+    score = training.fit(model, train, evaluate, run)
+
+    # predict each test file with the best weights; the leaderboard wants label strings
+    for test_file, out in run.outputs():
+        test = run.read(test_file, fields)
+        probs = training.predict(model, run.batches(run.examples(test, frame)))
+        submission.write_labels(out, [r["id"] for r in test], [labels[i] for i in probs.argmax(-1)])
+        print(f"wrote {out} ({len(test)} lines)")
+    return score
