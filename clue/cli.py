@@ -28,11 +28,21 @@ MULTIPLE = 8  # pad lengths to a multiple of 8: few distinct shapes, so compiled
 NEEDS = {"train": ("train", "dev"), "eval": ("dev",), "predict": ()}   # the splits each --mode reads
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: ...)" only where the help does not already say the default and there is one."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False):
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser(task):
     p = argparse.ArgumentParser(
         prog=Path(task.script).name,
         description=f"Fine-tune an encoder on {task.name} and write {' / '.join(task.output_names())}.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     p.add_argument("--data-dir", help="folder holding <task>/ (default: $CLUE_DATA_DIR, else ./datasets)")
     p.add_argument("--model", help=f"preset ({', '.join(preset_names())}) or preset JSON path "
                                    f"(default: {DEFAULT_MODEL}; tiny in the demo)")
@@ -45,7 +55,8 @@ def build_parser(task):
     p.add_argument("--batch-size", type=int, default=task.batch_size, help="examples per batch")
     p.add_argument("--maxlen", type=int, default=task.maxlen, help="tokens per example, [CLS] and [SEP] included")
     p.add_argument("--lr", type=float, help="learning rate (default: 5e-4 for adafactor, 2e-5 for adamw)")
-    p.add_argument("--optimizer", choices=("adafactor", "adamw"), default="adafactor")
+    p.add_argument("--optimizer", choices=("adafactor", "adamw"), default="adafactor",
+                   help="Adafactor at a constant rate as the baselines, or AdamW with warmup and linear decay")
     p.add_argument("--warmup", type=float, default=0.1, help="adamw: warmup as a fraction of all steps")
     p.add_argument("--weight-decay", type=float, default=0.01, help="adamw only")
     p.add_argument("--grad-accum", type=int, default=task.grad_accum, help="apply the gradients every N batches")
