@@ -183,6 +183,9 @@ def fit(model, train, evaluate, run, loss="sparse_categorical_crossentropy"):
         shutil.rmtree(backup, ignore_errors=True)
         state_path.unlink(missing_ok=True)
     model.compile(optimizer=make_optimizer(args, args.epochs * len(train)), loss=loss)
+    # Build the optimizer's slots now, eagerly: left to the first step (TensorFlow), they are created inside
+    # the traced train function, which costs seconds per hundred variables and a second trace.
+    model.optimizer.build(model.trainable_variables)
     best = BestOnDev(evaluate, metric, run.weights_path, state_path, resume=args.resume, flags=flags)
     callbacks = [
         EpochSeeds(train, args.seed),
