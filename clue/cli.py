@@ -124,18 +124,22 @@ class Run:
             return []
         return loader(split if isinstance(split, Path) else self.files[split])[:self.args.limit]
 
-    def encode(self, first, second=None):
-        """(token_ids, segment_ids) of one text or a pair, at most --maxlen tokens; the second text gets
-        segment id --second-segment (0 as the baselines: one sequence)."""
-        token_ids, segment_ids = self.tokenizer.encode(first, second, maxlen=self.args.maxlen)
-        if self.args.second_segment == 0:
-            segment_ids = [0] * len(token_ids)
-        return token_ids, segment_ids
-
     def examples(self, records, frame):
         """(features, labels): (token_ids, segment_ids) per record, ``frame(record)`` giving its text(s),
-        and label indices (None for unlabelled test records)."""
-        features = [self.encode(*frame(r)) for r in records]
+        at most --maxlen tokens, and label indices (None for unlabelled test records). The second text of
+        a pair gets segment id --second-segment (0 as the baselines: one sequence)."""
+        import numpy as np
+
+        texts = [frame(r) for r in records]
+        if len({len(t) for t in texts}) > 1:
+            raise ValueError(f"{self.task.name}: frame() must give every record the same number of texts")
+        firsts = [t[0] for t in texts]
+        seconds = [t[1] for t in texts] if texts and len(texts[0]) == 2 else None
+        features = self.tokenizer.encode_batch(firsts, seconds, maxlen=self.args.maxlen, arrays=True)
+        if seconds is not None and self.args.second_segment == 0:
+            zeros = np.zeros(max(len(ids) for ids, _ in features), np.int32)
+            zeros.flags.writeable = False
+            features = [(ids, zeros[:len(ids)]) for ids, _ in features]
         if not records or "label" not in records[0]:
             return features, None
         index = {label: i for i, label in enumerate(self.task.labels)}

@@ -5,8 +5,9 @@
 Texts per set: a deterministic sample of every text field of every shared file ("mix"), and the task
 inputs themselves (tnews sentences, afqmc and ocnli pairs, iflytek descriptions, cmrc2018
 question/context pairs at maxlen 512). For each set it reports texts/s of bert4keras ``encode``, ours
-``encode`` one text at a time and ours ``encode_batch``, the best of ``--rounds`` rounds, after checking
-that all three give the same ids and segment ids. Both run in one subprocess (bert4keras needs legacy
+``encode`` one text at a time, ours ``encode_batch`` (lists, as ``encode``) and ours
+``encode_batch(arrays=True)`` (numpy views: what the task pipeline uses), the best of ``--rounds`` rounds, after checking
+that all four give the same ids and segment ids. Both run in one subprocess (bert4keras needs legacy
 Keras), alternately, timed in CPU time of the process (``time.process_time``), so that other jobs on a
 shared machine skew neither side, with the garbage collector off while timing (as ``timeit`` does: with
 TensorFlow loaded, one full collection costs more than the tokenization being timed); each round builds
@@ -50,7 +51,7 @@ def timed(fn):
         gc.enable()
 
 
-best = {"bert4keras": float("inf"), "ours": float("inf"), "ours_batch": float("inf")}
+best = {"bert4keras": float("inf"), "ours": float("inf"), "ours_batch": float("inf"), "ours_arrays": float("inf")}
 for _ in range(rounds):
     theirs = Theirs(vocab, do_lower_case=True)
     t, expected = timed(lambda: [theirs.encode(a, b, maxlen=maxlen) for a, b in items])
@@ -61,8 +62,12 @@ for _ in range(rounds):
     ours = Ours(vocab)
     t, batch = timed(lambda: ours.encode_batch(firsts, seconds, maxlen))
     best["ours_batch"] = min(best["ours_batch"], t)
+    ours = Ours(vocab)
+    t, arrays = timed(lambda: ours.encode_batch(firsts, seconds, maxlen, arrays=True))
+    best["ours_arrays"] = min(best["ours_arrays"], t)
     expected = [tuple(x) for x in expected]
-    identical = [tuple(x) for x in one] == expected and [tuple(x) for x in batch] == expected
+    identical = ([tuple(x) for x in one] == expected and [tuple(x) for x in batch] == expected
+                 and [(a.tolist(), b.tolist()) for a, b in arrays] == expected)
 json.dump({"seconds": best, "identical": identical}, open(sys.argv[3], "w"))
 """
 
@@ -71,7 +76,8 @@ def measure(texts, vocab_path, seconds=None, maxlen=None, rounds=3):
     """texts/s of bert4keras ``encode`` and ours (``encode`` one by one, and ``encode_batch``) on ``texts``
     (strings; pairs with ``seconds``), CPU time, best of ``rounds``; the ids checked identical.
 
-    Returns a dict: n, bert4keras, ours, ours_batch (texts/s), ratio, ratio_batch, identical (bool).
+    Returns a dict: n, bert4keras, ours, ours_batch, ours_arrays (texts/s), ratio, ratio_batch,
+    ratio_arrays, identical (bool).
     """
     from bert4keras_oracle import run_bert4keras
 
@@ -84,7 +90,8 @@ def measure(texts, vocab_path, seconds=None, maxlen=None, rounds=3):
         result = json.loads(out.read_text(encoding="utf-8"))
     n, t = len(items), result["seconds"]
     return {"n": n, "bert4keras": n / t["bert4keras"], "ours": n / t["ours"], "ours_batch": n / t["ours_batch"],
-            "ratio": t["bert4keras"] / t["ours"], "ratio_batch": t["bert4keras"] / t["ours_batch"],
+            "ours_arrays": n / t["ours_arrays"], "ratio": t["bert4keras"] / t["ours"],
+            "ratio_batch": t["bert4keras"] / t["ours_batch"], "ratio_arrays": t["bert4keras"] / t["ours_arrays"],
             "identical": result["identical"]}
 
 
@@ -118,14 +125,15 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     print(f"{'set':22s} {'texts':>6s} {'chars/text':>10s} {'bert4keras/s':>12s} {'ours/s':>9s} "
-          f"{'batch/s':>9s} {'ratio':>6s} {'batch':>6s}  ids")
+          f"{'batch/s':>9s} {'arrays/s':>9s} {'ratio':>6s} {'batch':>6s} {'arrays':>6s}  ids")
     all_identical = True
     for name, (texts, seconds, maxlen) in benchmark_sets(args.data_dir, args.texts).items():
         r = measure(texts, args.vocab, seconds, maxlen, args.rounds)
         chars = sum(map(len, texts)) + sum(map(len, seconds or [])) 
         all_identical &= r["identical"]
         print(f"{name:22s} {r['n']:6d} {chars / r['n']:10.0f} {r['bert4keras']:12.0f} {r['ours']:9.0f} "
-              f"{r['ours_batch']:9.0f} {r['ratio']:6.1f} {r['ratio_batch']:6.1f}  "
+              f"{r['ours_batch']:9.0f} {r['ours_arrays']:9.0f} {r['ratio']:6.1f} {r['ratio_batch']:6.1f} "
+              f"{r['ratio_arrays']:6.1f}  "
               f"{'identical' if r['identical'] else 'DIFFERENT'}")
     return 0 if all_identical else 1
 

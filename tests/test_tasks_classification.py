@@ -147,3 +147,20 @@ def test_csl_joins_keywords():
     import csl
 
     assert csl.frame({"keyword": ["水声学", "FFT"], "abst": "摘要"}) == ("水声学；FFT", "摘要")
+
+
+@pytest.mark.parametrize("second_segment", [0, 1])
+def test_examples_encode_each_record_as_the_tokenizer_does(layout, second_segment):
+    from clue import cli
+
+    run = cli.start("afqmc", ["--data-dir", str(layout), "--model", "tiny", "--maxlen", "24", "--limit", "50",
+                              "--second-segment", str(second_segment), "--output-dir", str(layout / "out")])
+    records = run.read("dev", ("sentence1", "sentence2"))
+    features, labels = run.examples(records, lambda r: (r["sentence1"], r["sentence2"]))
+    assert labels == [run.task.labels.index(r["label"]) for r in records]
+    for record, (ids, segments) in zip(records, features, strict=True):
+        want_ids, want_segments = run.tokenizer.encode(record["sentence1"], record["sentence2"], maxlen=24)
+        assert ids.tolist() == want_ids
+        assert segments.tolist() == (want_segments if second_segment else [0] * len(want_ids))
+    singles, labels = run.examples([{"id": 1, "sentence1": "你好"}], lambda r: (r["sentence1"],))
+    assert labels is None and singles[0][0].tolist() == run.tokenizer.encode("你好")[0]

@@ -10,6 +10,7 @@ import random
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -95,6 +96,22 @@ def test_encode_batch_equals_encode_with_nul_and_uffff(tokenizer):
     assert pairs == [tokenizer.encode(a, b, maxlen=5) for a, b in zip(texts, texts[::-1])]
     with pytest.raises(ValueError, match="2 first texts but 1 second"):
         tokenizer.encode_batch(["a", "b"], ["c"])
+
+
+def test_encode_batch_arrays_equal_the_lists(tokenizer):
+    """arrays=True gives int32 read-only views with the same ids and segments, on the id-string path, the
+    plain path (NUL, U+FFFF, astral characters), with and without pairs and truncation."""
+    texts = AWKWARD + _random_texts(300, seed=5) + ["中文 English 123", "你好"] * 3
+    for firsts, seconds, maxlen in ((texts, None, None), (texts, None, 7), (texts, texts[::-1], 9),
+                                    (texts, texts[::-1], None), (texts[-6:], texts[-6:], 128), ([], None, None),
+                                    (["好"], None, None)):
+        lists = tokenizer.encode_batch(firsts, seconds, maxlen)
+        arrays = tokenizer.encode_batch(firsts, seconds, maxlen, arrays=True)
+        assert len(arrays) == len(lists)
+        for (ids, segments), (id_array, segment_array) in zip(lists, arrays):
+            assert id_array.dtype == segment_array.dtype == np.int32
+            assert id_array.tolist() == ids and segment_array.tolist() == segments
+            assert not id_array.flags.writeable and not segment_array.flags.writeable
 
 
 def test_truncation_rule(tokenizer):
