@@ -147,6 +147,10 @@ def test_predict_returns_input_order():
     assert list(batches.order) != list(range(len(lengths)))   # bucketing did reorder
     out = training.predict(model, batches)
     assert out[:, 0].tolist() == [float(i + 1) for i in range(len(lengths))]
+    # per-token outputs (batch, length, 1) run batch by batch: one array per example, padded to its batch
+    per_token = training.predict(keras.Model([token_ids, segment_ids], hidden), batches)
+    assert [row[0, 0] for row in per_token] == [float(i + 1) for i in range(len(lengths))]
+    assert all(len(row) >= n for row, n in zip(per_token, lengths))
 
 
 class Args:
