@@ -208,25 +208,21 @@ def fit(model, train, evaluate, run, loss="sparse_categorical_crossentropy"):
 def predict(model, batches, verbose=0):
     """The model's output for every example, in the order the examples were given.
 
-    Batches are put back in input order when they were length-sorted (``batches.order[k]`` is the example
-    at position k). One array when every example's output has the same shape (classification), else a list
-    of per-example arrays (padded to their batch's length). Fixed-shape outputs go through ``model.predict``
-    on ``as_fit_data``: on TensorFlow one trace for all batch shapes instead of two; per-token outputs run
-    one batch at a time.
+    Batches run one at a time and are put back in input order when they were length-sorted
+    (``batches.order[k]`` is the example at position k). One array when every example's output has the
+    same shape (classification), else a list of per-example arrays (padded to their batch's length).
+    (``model.predict`` on ``as_fit_data`` traces once instead of twice on TensorFlow, but on BERT-base it
+    took 10.3 s instead of 7.5 s for 320 tnews dev examples, measured once.)
     """
     order = getattr(batches, "order", None)
     if len(batches) == 0:
         return np.zeros((0,))
-    if all(None not in tuple(output.shape[1:]) for output in model.outputs):
-        stacked = np.asarray(model.predict(as_fit_data(batches), verbose=verbose))
-        outputs = [stacked]
-    else:
-        progress = keras.utils.Progbar(len(batches), file=sys.stdout) if verbose else None
-        outputs = []
-        for i in range(len(batches)):
-            outputs.append(np.asarray(model.predict_on_batch(batches[i][0])))   # a batch is (x,) or (x, y)
-            if progress:
-                progress.update(i + 1)
+    progress = keras.utils.Progbar(len(batches), file=sys.stdout) if verbose else None
+    outputs = []
+    for i in range(len(batches)):
+        outputs.append(np.asarray(model.predict_on_batch(batches[i][0])))   # a batch is (x,) or (x, y)
+        if progress:
+            progress.update(i + 1)
     if all(o.shape[1:] == outputs[0].shape[1:] for o in outputs):
         stacked = np.concatenate(outputs)
         if order is None:
