@@ -61,12 +61,12 @@ IMPLEMENTATIONS = [
 
 SETTINGS = {
     "full": dict(config=BASE, shapes=[(128, 8), (512, 2)], implementations=[i[0] for i in IMPLEMENTATIONS],
-                 tasks=("tnews", "ocnli"), limit=1280, repeat=3, e2e_repeat=3, bf16=False, texts=20000,
+                 tasks=("tnews", "ocnli"), limit=1280, repeat=3, e2e_repeat=3, bf16=False, keep_outputs=False, texts=20000,
                  all_sets=True, profile_shapes=[(128, 8), (25, 32)],
                  peak_sizes=[(1024, 768, 3072), (1024, 3072, 768), (2048, 2048, 2048), (3072, 3072, 3072)]),
     # CI: every kind of process once, on a 2-layer width-64 model; the figures mean nothing
     "smoke": dict(config=TINY, shapes=[(32, 4)], implementations=["ours, TensorFlow", BERT4KERAS],
-                  tasks=("tnews",), limit=64, repeat=3, e2e_repeat=1, bf16=False, texts=200, all_sets=False,
+                  tasks=("tnews",), limit=64, repeat=3, e2e_repeat=1, bf16=False, keep_outputs=True, texts=200, all_sets=False,
                   profile_shapes=[(32, 4)],
                   peak_sizes=[(256, 256, 256)]),
 }
@@ -222,6 +222,8 @@ def measure_e2e(run, setting, model_dir, data_dir):
                 out = run.work / f"e2e_{task}_{name.replace(', ', '_')}_{r}"
                 shutil.rmtree(out, ignore_errors=True)
                 runs[name].append(fn(run, task, model_dir, data_dir, setting["limit"], out))
+                if not setting["keep_outputs"]:   # BERT-base weights and backups: 1.3 GB a run
+                    shutil.rmtree(out, ignore_errors=True)
         for name, rows in runs.items():
             results.append({"task": task, "pipeline": name, "limit": setting["limit"],
                             "steps": -(-setting["limit"] // 32),
