@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,14 +60,13 @@ IMPLEMENTATIONS = [
 
 SETTINGS = {
     "full": dict(config=BASE, shapes=[(128, 8), (512, 2)], implementations=[i[0] for i in IMPLEMENTATIONS],
-                 tasks=("tnews", "ocnli"), limit=1280, repeat=3, e2e_repeat=3, bf16=False, keep_outputs=False, texts=20000,
+                 tasks=("tnews", "ocnli"), limit=1280, repeat=3, e2e_repeat=3, keep_outputs=False, texts=20000,
                  all_sets=True, profile_shapes=[(128, 8), (25, 32)],
                  peak_sizes=[(1024, 768, 3072), (1024, 3072, 768), (2048, 2048, 2048), (3072, 3072, 3072)]),
     # CI: every kind of process once, on a 2-layer width-64 model; the figures mean nothing
     "smoke": dict(config=TINY, shapes=[(32, 4)], implementations=["ours, TensorFlow", BERT4KERAS],
-                  tasks=("tnews",), limit=64, repeat=3, e2e_repeat=1, bf16=False, keep_outputs=True, texts=200, all_sets=False,
-                  profile_shapes=[(32, 4)],
-                  peak_sizes=[(256, 256, 256)]),
+                  tasks=("tnews",), limit=64, repeat=3, e2e_repeat=1, keep_outputs=True, texts=200,
+                  all_sets=False, profile_shapes=[(32, 4)], peak_sizes=[(256, 256, 256)]),
 }
 
 
@@ -192,12 +190,11 @@ def measure_profile(run, setting):
     return rows
 
 
-def e2e_ours(run, task, model_dir, data_dir, limit, out, policy=None):
+def e2e_ours(run, task, model_dir, data_dir, limit, out):
     args = [REPO / "tasks" / f"{task}.py", "--data-dir", data_dir, "--model", "bert-base",
             "--model-dir", model_dir, "--epochs", 1, "--limit", limit, "--output-dir", out, "--verbose", 0,
-            "--seed", 0] + (["--mixed-precision", policy] if policy else [])
-    name = f"e2e {task}, ours" + (f", {policy}" if policy else "")
-    return run(name, args, {"KERAS_BACKEND": "tensorflow"}, result=False)
+            "--seed", 0]
+    return run(f"e2e {task}, ours", args, {"KERAS_BACKEND": "tensorflow"}, result=False)
 
 
 def e2e_bert4keras(run, task, model_dir, data_dir, limit, out):
@@ -214,8 +211,6 @@ def measure_e2e(run, setting, model_dir, data_dir):
     results = []
     for task in setting["tasks"]:
         pipelines = {"bert4keras": e2e_bert4keras, "ours": e2e_ours}
-        if setting["bf16"]:   # not the same numerics: reported beside, not in the targets
-            pipelines["ours, mixed_bfloat16"] = partial(e2e_ours, policy="mixed_bfloat16")
         runs = {name: [] for name in pipelines}
         for r in range(setting["e2e_repeat"]):
             for name, fn in pipelines.items():
