@@ -431,11 +431,13 @@ class Tokenizer:
             strings = None if second_strings is None else [
                 self._pair(a, b, maxlen) for a, b in zip(strings, second_strings)]
         elif strings is not None:
-            strings = [(s, len(s)) for s in (strings if maxlen is None else (self._cut(s, maxlen) for s in strings))]
+            cut = strings if maxlen is None else [self._cut(s, maxlen) for s in strings]
+            strings = [(s, len(s)) for s in cut]
         if strings is None:  # the plain path: lists, then packed
             encoded = self.encode_batch(firsts, seconds, maxlen)
             lengths = [len(ids) for ids, _ in encoded]
-            token_ids = np.fromiter(itertools.chain.from_iterable(ids for ids, _ in encoded), np.int32, sum(lengths))
+            token_ids = np.fromiter(itertools.chain.from_iterable(ids for ids, _ in encoded), np.int32,
+                                    sum(lengths))
             firsts_length = [segments.count(0) for _, segments in encoded]
         else:
             token_ids = np.frombuffer("".join([s for s, _ in strings]).encode("utf-16-le"), np.uint16)

@@ -27,25 +27,27 @@ def summary(results):
     config = results["config"]
     peak = results.get("peak", {}).get("peak_gflops")
     steps = [r for r in results.get("steps", []) if "skipped" not in r]
+    bert4keras = {r["seq"]: r for r in steps if r["name"] == BERT4KERAS}
     for row in steps:
         train = step_flops(config, row["batch"], row["seq"]) / row["train_s"] / 1e9
         infer = step_flops(config, row["batch"], row["seq"], train=False) / row["infer_s"] / 1e9
         row.update(train_gflops=train, infer_gflops=infer)
         if peak:
             row.update(train_mfu=train / peak, infer_mfu=infer / peak)
-        base = next((r for r in steps if r["name"] == BERT4KERAS and r["seq"] == row["seq"]), None)
+        base = bert4keras.get(row["seq"])
         if base:
             row["train_vs_bert4keras"] = base["train_s"] / row["train_s"]
             row["infer_vs_bert4keras"] = base["infer_s"] / row["infer_s"]
     add = out["targets"].append
-    for row in steps:
-        if row["name"] == OURS and peak:
+    ours = [row for row in steps if row["name"] == OURS]
+    for row in ours:
+        if peak:
             add({"target": f"MFU >= 50% of matmul peak, train step seq {row['seq']} x {row['batch']}",
                  "figure": f"{row['train_mfu']:.0%} ({row['train_gflops']:.0f} of {peak:.0f} GFLOP/s)",
                  "met": row["train_mfu"] >= TARGETS["mfu"]})
-    for row in steps:
-        base = next((r for r in steps if r["name"] == BERT4KERAS and r["seq"] == row["seq"]), None)
-        if row["name"] == OURS and base:
+    for row in ours:
+        base = bert4keras.get(row["seq"])
+        if base:
             add({"target": f"peak memory <= bert4keras, train seq {row['seq']} x {row['batch']}",
                  "figure": f"{row['peak_rss_mb']:,.0f} vs {base['peak_rss_mb']:,.0f} MB",
                  "met": row["peak_rss_mb"] <= base["peak_rss_mb"]})
@@ -156,16 +158,20 @@ def render(results):
                       table(["part of the step", "op time ms", "share"],
                             [[k, f"{v * 1000:.0f}", f"{v / total:.0%}"] for k, v in p["op_seconds"].items()])]
     if "e2e" in results:
+        hyper = results["setting"]["e2e"]
+        lr = f"{hyper['lr']:.0e}".replace("e-0", "e-")   # 5e-4, as the flag is written
         rows = [[r["task"], r["pipeline"], r["steps"], f"{r['wall_s']:.1f}",
                  ", ".join(f"{x:.1f}" for x in r["wall_all"]), f"{r['cpu_s']:.0f}",
                  fmt(r.get("speedup", 1.0), ".2f") + "x", fmt(r["peak_rss_mb"])] for r in results["e2e"]]
         parts += ["", "## 2. End to end on real CLUE text", "",
-                  f"One epoch on the first {results['setting']['limit']} train examples (batch 32, maxlen 128, "
-                  "Adafactor lr 5e-4), dev accuracy after the epoch with the best weights saved, then (ocnli) "
-                  "the test file predicted and written; the first "
+                  f"{hyper['epochs']} epoch{'s' if hyper['epochs'] > 1 else ''} on the first "
+                  f"{results['setting']['limit']} train examples (batch {hyper['batch_size']}, maxlen "
+                  f"{hyper['maxlen']}, Adafactor lr {lr}), dev accuracy "
+                  "after each epoch with the best weights saved, then (ocnli) the test file predicted and "
+                  "written; the first "
                   f"{results['setting']['limit']} dev and test examples. Wall time of the whole process, "
                   "Python start to exit, as a user runs it: ours is `python tasks/<task>.py --model bert-base "
-                  "--model-dir <dir> --epochs 1 --limit N`, bert4keras is scripts/bench_bert4keras.py (a "
+                  "--model-dir <dir> --limit N` with these flags, bert4keras is scripts/bench_bert4keras.py (a "
                   "re-creation of the CLUE-bert4keras scripts, see its docstring). Both load the same random "
                   "Google-format BERT checkpoint.", "",
                   table(["task", "pipeline", "train steps", "median s", "all runs s", "CPU s", "speed-up",

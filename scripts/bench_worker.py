@@ -103,20 +103,26 @@ def checkpoint(job):
     return {"variables": len(names), "parameters": int(sum(t.size for t in tensors))}
 
 
-def step(job):
-    """Our encoder with the task scripts' classifier head ([CLS] -> Dense softmax): Adam train step and
-    inference, on the backend ``KERAS_BACKEND`` names, XLA per ``job["jit"]``."""
-    import keras
-
+def compiled_classifier(job, optimizer, jit="auto"):
+    """Our encoder with the task scripts' classifier head ([CLS] -> Dense softmax), compiled, the optimizer
+    built eagerly as clue.training.fit does; ``jit`` "auto" compiles as the task scripts do."""
     from clue.heads import classifier
     from clue.models import build_transformer_model
 
+    model = classifier(build_transformer_model(config=job["config"], seed=0), job["classes"], seed=0)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", jit_compile=jit)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def step(job):
+    """Adam train step and inference of ``compiled_classifier``, on the backend ``KERAS_BACKEND`` names, XLA
+    per ``job["jit"]``."""
+    import keras
+
     keras.utils.set_random_seed(0)
     keras.mixed_precision.set_dtype_policy(job.get("policy", "float32"))
-    model = classifier(build_transformer_model(config=job["config"], seed=0), job["classes"], seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-5), loss="sparse_categorical_crossentropy",
-                  jit_compile=job["jit"])
-    model.optimizer.build(model.trainable_variables)   # eagerly, as clue.training.fit does
+    model = compiled_classifier(job, keras.optimizers.Adam(1e-5), job["jit"])
     token_ids, segment_ids, labels = random_batch(job)
     result = timed_steps(lambda: model.train_on_batch([token_ids, segment_ids], labels),
                          lambda: model.predict_on_batch([token_ids, segment_ids]), job)
@@ -182,12 +188,7 @@ def profile(job):
     import tensorflow as tf
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    from clue.heads import classifier
-    from clue.models import build_transformer_model
-
-    model = classifier(build_transformer_model(config=job["config"], seed=0), job["classes"], seed=0)
-    model.compile(optimizer=keras.optimizers.Adafactor(5e-4), loss="sparse_categorical_crossentropy")
-    model.optimizer.build(model.trainable_variables)
+    model = compiled_classifier(job, keras.optimizers.Adafactor(5e-4))
     token_ids, segment_ids, labels = random_batch(job)
     for _ in range(2):
         model.train_on_batch([token_ids, segment_ids], labels)

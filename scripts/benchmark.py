@@ -37,6 +37,7 @@ PYTHON = sys.executable
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_report import BERT4KERAS, render, summary  # noqa: E402
+from clue.submission import write_atomic  # noqa: E402
 
 LEGACY = {"TF_USE_LEGACY_KERAS": "1", "TF_KERAS": "1"}   # bert4keras runs on tf_keras
 
@@ -58,15 +59,19 @@ IMPLEMENTATIONS = [
     ("transformers, PyTorch", "hf", {}, {}),
 ]
 
+# End to end, both pipelines: the task scripts' defaults for tnews/ocnli (the baselines'), given explicitly
+E2E = dict(batch_size=32, maxlen=128, lr=5e-4, epochs=1)
+
 SETTINGS = {
     "full": dict(config=BASE, shapes=[(128, 8), (512, 2)], implementations=[i[0] for i in IMPLEMENTATIONS],
                  tasks=("tnews", "ocnli"), limit=1280, repeat=3, e2e_repeat=3, keep_outputs=False, texts=20000,
-                 all_sets=True, profile_shapes=[(128, 8), (25, 32)],
+                 token_sets=None, profile_shapes=[(128, 8), (25, 32)],
                  peak_sizes=[(1024, 768, 3072), (1024, 3072, 768), (2048, 2048, 2048), (3072, 3072, 3072)]),
     # CI: every kind of process once, on a 2-layer width-64 model; the figures mean nothing
     "smoke": dict(config=TINY, shapes=[(32, 4)], implementations=["ours, TensorFlow", BERT4KERAS],
                   tasks=("tnews",), limit=64, repeat=3, e2e_repeat=1, keep_outputs=True, texts=200,
-                  all_sets=False, profile_shapes=[(32, 4)], peak_sizes=[(256, 256, 256)]),
+                  token_sets=("tnews sentence", "ocnli pair"), profile_shapes=[(32, 4)],
+                  peak_sizes=[(256, 256, 256)]),
 }
 
 
@@ -162,10 +167,9 @@ def measure_steps(run, setting, config_path, skip=()):
             if name not in setting["implementations"]:
                 continue
             row = {"name": name, "seq": seq, "batch": batch}
-            missing = {"hf": ["torch", "transformers"], "legacy": ["bert4keras", "tf_keras"],
-                       "step": [{"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
-                                [env.get("KERAS_BACKEND", "tensorflow")]]}[runner]
-            missing = [m for m in missing if not installed(m)]
+            needs = {"hf": ["torch", "transformers"], "legacy": ["bert4keras", "tf_keras"],
+                     "step": [env.get("KERAS_BACKEND", "tensorflow")]}[runner]   # backend = its module
+            missing = [m for m in needs if not installed(m)]
             if missing or name in skip:
                 results.append({**row, "skipped": f"{', '.join(missing)} not installed" if missing else "skipped"})
                 continue
@@ -192,16 +196,17 @@ def measure_profile(run, setting):
 
 def e2e_ours(run, task, model_dir, data_dir, limit, out):
     args = [REPO / "tasks" / f"{task}.py", "--data-dir", data_dir, "--model", "bert-base",
-            "--model-dir", model_dir, "--epochs", 1, "--limit", limit, "--output-dir", out, "--verbose", 0,
-            "--seed", 0]
+            "--model-dir", model_dir, "--optimizer", "adafactor", "--limit", limit, "--output-dir", out,
+            "--verbose", 0, "--seed", 0]
+    for flag, value in E2E.items():
+        args += [f"--{flag.replace('_', '-')}", value]
     return run(f"e2e {task}, ours", args, {"KERAS_BACKEND": "tensorflow"}, result=False)
 
 
 def e2e_bert4keras(run, task, model_dir, data_dir, limit, out):
     job = run.job({"task": task, "data_dir": str(data_dir), "output_dir": str(out),
                    "vocab_path": str(model_dir / "vocab.txt"), "config_path": str(model_dir / "bert_config.json"),
-                   "checkpoint_path": str(model_dir / "bert_model.ckpt"), "limit": limit, "batch_size": 32,
-                   "maxlen": 128, "epochs": 1, "lr": 5e-4})
+                   "checkpoint_path": str(model_dir / "bert_model.ckpt"), "limit": limit, **E2E})
     return run(f"e2e {task}, bert4keras", [REPO / "scripts" / "bench_bert4keras.py", "e2e", job], LEGACY,
                result=False)
 
@@ -221,7 +226,7 @@ def measure_e2e(run, setting, model_dir, data_dir):
                     shutil.rmtree(out, ignore_errors=True)
         for name, rows in runs.items():
             results.append({"task": task, "pipeline": name, "limit": setting["limit"],
-                            "steps": -(-setting["limit"] // 32),
+                            "steps": -(-setting["limit"] // E2E["batch_size"]),
                             "wall_s": statistics.median(r["wall_s"] for r in rows),
                             "wall_all": [r["wall_s"] for r in rows],
                             "cpu_s": statistics.median(r["cpu_s"] for r in rows),
@@ -229,24 +234,11 @@ def measure_e2e(run, setting, model_dir, data_dir):
     return results
 
 
-def small_sets(data_dir, n):
-    """The first ``n`` tnews sentences and ocnli pairs (the smoke run's texts)."""
-    def first(path, fields):
-        with open(path, encoding="utf-8") as f:
-            rows = [json.loads(line) for _, line in zip(range(n), f)]
-        return [[r[k] for r in rows] for k in fields]
-
-    data_dir = Path(data_dir)
-    tnews, = first(data_dir / "tnews" / "train.json", ("sentence",))
-    first_texts, second_texts = first(data_dir / "ocnli" / "train.50k.json", ("sentence1", "sentence2"))
-    return {"tnews sentence": (tnews, None, None), "ocnli pair": (first_texts, second_texts, 128)}
-
-
 def measure_tokenization(setting, data_dir, vocab_path):
     """Item 3, through scripts/benchmark_tokenizer.py (bert4keras runs in its own process there)."""
     from benchmark_tokenizer import benchmark_sets, measure
 
-    sets = benchmark_sets(data_dir, setting["texts"]) if setting["all_sets"] else small_sets(data_dir, setting["texts"])
+    sets = benchmark_sets(data_dir, setting["texts"], setting["token_sets"])
     rows = []
     for name, (texts, seconds, maxlen) in sets.items():
         print(f"[{time.strftime('%H:%M:%S')}] tokenization, {name} ...", flush=True)
@@ -268,12 +260,13 @@ def machine():
         memory = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 ** 2
     except OSError:
         memory = float("nan")
+    from importlib.metadata import PackageNotFoundError, version
+
     versions = {}
     for module in ("tensorflow", "keras", "tf_keras", "jax", "torch", "transformers", "bert4keras", "numpy"):
         try:
-            from importlib.metadata import version
             versions[module] = version(module if module != "tf_keras" else "tf-keras")
-        except Exception:  # noqa: BLE001 - not installed
+        except PackageNotFoundError:
             versions[module] = "not installed"
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory, 1), "python": platform.python_version(),
             "os": platform.platform(), "versions": versions}
@@ -288,12 +281,11 @@ def write_report(path, text):
     block = f"{START}\n{text}{END}\n"
     old = path.read_text(encoding="utf-8") if path.is_file() else ""
     if START in old and END in old:
-        block = old[:old.index(START)] + block + old[old.index(END) + len(END):].lstrip("\n")
+        after = old[old.index(END) + len(END):].lstrip("\n")
+        block = old[:old.index(START)] + block + ("\n" + after if after else "")
     else:
         block = "# Benchmark: ours vs bert4keras vs transformers\n\n" + block
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(block, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, block)
 
 
 ITEMS = ("peak", "steps", "profile", "e2e", "tokenization")
@@ -301,11 +293,11 @@ ITEMS = ("peak", "steps", "profile", "e2e", "tokenization")
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="tiny model and sizes: seconds, for CI")
+    parser.add_argument("--smoke", action="store_true", help="tiny model and sizes: under a minute, for CI")
     parser.add_argument("--data-dir", default=os.environ.get("CLUE_DATA_DIR", str(SHARED / "clue_data")))
     parser.add_argument("--vocab", default=str(SHARED / "vocab" / "chinese_bert_vocab.txt"))
     parser.add_argument("--repeat", type=int, help="repetitions per measurement (at least 3)")
-    parser.add_argument("--limit", type=int, help="end to end: train/dev/test examples (steps = limit / 32)")
+    parser.add_argument("--limit", type=int, help=f"end to end: train/dev/test examples (steps = limit / {E2E['batch_size']})")
     parser.add_argument("--only", nargs="+", choices=ITEMS, help="run only these items")
     parser.add_argument("--update", action="store_true",
                         help="merge the items run into the existing --json results and re-render --out from them "
@@ -344,7 +336,7 @@ def main(argv=None):
     else:
         results = {"mode": "smoke" if args.smoke else "full", "command": command, "date": date,
                    "machine": machine(), "load_start": os.getloadavg(), "config": setting["config"],
-                   "setting": {k: v for k, v in setting.items() if k != "config"}}
+                   "setting": {**{k: v for k, v in setting.items() if k != "config"}, "e2e": E2E}}
     try:
         if only & {"steps", "e2e"}:
             model_dir = make_model_dir(run, work / "model", setting["config"], args.vocab)
@@ -367,11 +359,12 @@ def main(argv=None):
         results["load_end"] = os.getloadavg()
         results["minutes"] = (time.time() - started) / 60
     if json_out:
-        results["raw"] = os.path.relpath(json_out, REPO) if Path(json_out).resolve().is_relative_to(REPO) else json_out
+        raw = Path(json_out).resolve()
+        results["raw"] = str(raw.relative_to(REPO) if raw.is_relative_to(REPO) else raw)
     results["summary"] = summary(results)
     text = render(results)
     if json_out:
-        Path(json_out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        write_atomic(json_out, json.dumps(results, indent=1) + "\n")
     if out:
         write_report(Path(out), text)
         print(f"wrote {out}")

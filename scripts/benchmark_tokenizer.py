@@ -6,8 +6,8 @@ Texts per set: a deterministic sample of every text field of every shared file (
 inputs themselves (tnews sentences, afqmc and ocnli pairs, iflytek descriptions, cmrc2018
 question/context pairs at maxlen 512). For each set it reports texts/s of bert4keras ``encode``, ours
 ``encode`` one text at a time, ours ``encode_batch`` (lists, as ``encode``) and ours
-``encode_batch(arrays=True)`` (numpy views: what the task pipeline uses), the best of ``--rounds`` rounds, after checking
-that all four give the same ids and segment ids. Both run in one subprocess (bert4keras needs legacy
+``encode_batch(arrays=True)`` (numpy views: what the task pipeline uses), the best of ``--rounds``
+rounds, after checking that all four give the same ids and segment ids. Both run in one subprocess (bert4keras needs legacy
 Keras), alternately, timed in CPU time of the process (``time.process_time``), so that other jobs on a
 shared machine skew neither side, with the garbage collector off while timing (as ``timeit`` does: with
 TensorFlow loaded, one full collection costs more than the tokenization being timed); each round builds
@@ -51,7 +51,7 @@ def timed(fn):
         gc.enable()
 
 
-best = {"bert4keras": float("inf"), "ours": float("inf"), "ours_batch": float("inf"), "ours_arrays": float("inf")}
+best = dict.fromkeys(("bert4keras", "ours", "ours_batch", "ours_arrays"), float("inf"))
 for _ in range(rounds):
     theirs = Theirs(vocab, do_lower_case=True)
     t, expected = timed(lambda: [theirs.encode(a, b, maxlen=maxlen) for a, b in items])
@@ -95,26 +95,35 @@ def measure(texts, vocab_path, seconds=None, maxlen=None, rounds=3):
             "identical": result["identical"]}
 
 
-def benchmark_sets(data_dir, n_texts):
-    """{name: (texts, seconds or None, maxlen)} drawn deterministically from the shared CLUE files."""
+def benchmark_sets(data_dir, n_texts, names=None):
+    """{name: (texts, seconds or None, maxlen)} drawn deterministically from the shared CLUE files; only
+    the sets in ``names`` when given (each set reads only its own files)."""
     from clue.data import load_cmrc2018, load_json_lines
     from tokenizer_parity import collect, sample
 
     data_dir = Path(data_dir)
-    texts, _ = collect(data_dir)
-    tnews = load_json_lines(data_dir / "tnews" / "train.json", ("sentence",))[:n_texts]
-    afqmc = load_json_lines(data_dir / "afqmc" / "dev.json", ("sentence1", "sentence2"))[:n_texts]
-    ocnli = load_json_lines(data_dir / "ocnli" / "train.50k.json", ("sentence1", "sentence2"))[:n_texts]
-    iflytek = load_json_lines(data_dir / "iflytek" / "dev.json", ("sentence",))[:n_texts]
-    cmrc = load_cmrc2018(data_dir / "cmrc2018" / "cmrc2018_dev.json")[:n_texts]
-    return {
-        "mix of all fields": ([t for _, t in sample(texts, n_texts)], None, None),
-        "tnews sentence": ([r["sentence"] for r in tnews], None, None),
-        "afqmc pair": ([r["sentence1"] for r in afqmc], [r["sentence2"] for r in afqmc], 128),
-        "ocnli pair": ([r["sentence1"] for r in ocnli], [r["sentence2"] for r in ocnli], 128),
-        "iflytek sentence": ([r["sentence"] for r in iflytek], None, None),
-        "cmrc2018 q+context": ([r["question"] for r in cmrc], [r["context"] for r in cmrc], 512),
+
+    def texts(path, *fields, maxlen=None):
+        rows = load_json_lines(data_dir / path, fields)[:n_texts]
+        columns = [[r[field] for r in rows] for field in fields]
+        return columns[0], columns[1] if len(fields) == 2 else None, maxlen
+
+    def mix():
+        return [t for _, t in sample(collect(data_dir)[0], n_texts)], None, None
+
+    def cmrc():
+        rows = load_cmrc2018(data_dir / "cmrc2018" / "cmrc2018_dev.json")[:n_texts]
+        return [r["question"] for r in rows], [r["context"] for r in rows], 512
+
+    makers = {
+        "mix of all fields": mix,
+        "tnews sentence": lambda: texts("tnews/train.json", "sentence"),
+        "afqmc pair": lambda: texts("afqmc/dev.json", "sentence1", "sentence2", maxlen=128),
+        "ocnli pair": lambda: texts("ocnli/train.50k.json", "sentence1", "sentence2", maxlen=128),
+        "iflytek sentence": lambda: texts("iflytek/dev.json", "sentence"),
+        "cmrc2018 q+context": cmrc,
     }
+    return {name: make() for name, make in makers.items() if names is None or name in names}
 
 
 def main():
