@@ -26,7 +26,8 @@ space-padded words, ``split``, WordPiece per word, which ``tokenize`` also uses.
 HF ``tokenizers`` (Rust) was measured as well: its ``encode_batch`` (BERT-like settings, not yet exact)
 gave ~60k texts/s on a 20k sample of CLUE fields, where a first pure-Python version of this module gave
 150-230k one text at a time (the per-text ``Encoding`` objects cost more than the tokenization), and
-matching bert4keras would have needed custom normaliser and pre-tokeniser rules, so it is not used. ``scripts/benchmark_tokenizer.py`` measures texts/s against bert4keras;
+matching bert4keras would have needed custom normaliser and pre-tokeniser rules, so it is not used.
+``python scripts/benchmark.py --only tokenization`` measures texts/s against bert4keras;
 ``scripts/tokenizer_parity.py`` checks identical ids, tokens and rematch on every shared CLUE text.
 """
 
