@@ -82,21 +82,6 @@ def apply_rotary(x, cos, sin):
     return x * cos + rotated * sin
 
 
-@register
-class RotaryEmbedding(keras.layers.Layer):
-    """Applies the rotary position embedding to a (batch, length, ..., dim) tensor (span heads reuse it)."""
-
-    def call(self, x):
-        cos, sin = sinusoidal_positions(ops.shape(x)[1], x.shape[-1])
-        return apply_rotary(x, cos, sin)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return super().get_config()
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Embeddings
 

@@ -540,3 +540,15 @@ class Tokenizer:
             offset = start + len(token)
             mapping.append(char_index[start:offset])
         return mapping
+
+    def char_spans(self, text, maxlen=None):
+        """The text's WordPiece ids (no [CLS]/[SEP]; at most ``maxlen``) and each token's (first, last)
+        character index in ``text``: how span tasks map tokens back to characters. A literal "[xxx]" in the
+        text becomes a special token that maps nowhere and is left out."""
+        tokens = self.tokenize(text)[1:-1]
+        if maxlen is not None:
+            tokens = tokens[:maxlen]
+        spans = [(chars[0], chars[-1]) if chars else None for chars in self.rematch(text, tokens)]
+        ids = self.tokens_to_ids(tokens)
+        keep = [i for i, s in enumerate(spans) if s is not None]
+        return [ids[i] for i in keep], [spans[i] for i in keep]

@@ -33,7 +33,7 @@ SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from clue.submission import write_atomic  # noqa: E402
+from clue.paths import write_atomic  # noqa: E402
 
 WORKER, BERT4KERAS_SIDE = REPO / "scripts" / "bench_worker.py", REPO / "scripts" / "bench_bert4keras.py"
 LEGACY = {"TF_USE_LEGACY_KERAS": "1", "TF_KERAS": "1"}   # bert4keras runs on tf_keras
