@@ -30,7 +30,7 @@ EXPECTED = {
     "iflytek": ["iflytek_predict.json"],
     "cmnli": ["cmnli_predict.json"],
     "ocnli": ["ocnli_50k_predict.json"],
-    "wsc": ["cluewsc11_predict.json"],
+    "wsc": ["cluewsc11_predict.json", "cluewsc10_predict.json"],
     "csl": ["csl_predict.json"],
 }
 

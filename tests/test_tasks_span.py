@@ -53,16 +53,9 @@ def dev_metric(out, task):
 
 def test_cmrc2018(tmp_path, clue_data_dir):
     real = clue_data_dir / "cmrc2018"
-    folder = link(tmp_path / "data" / "cmrc2018", {"train.json": real / "cmrc2018_trial.json",
-                                                   "dev.json": real / "cmrc2018_dev.json"})
-    # an unlabelled test file in the CLUE format: a few dev articles without their answers
-    doc = json.loads((real / "cmrc2018_dev.json").read_text(encoding="utf-8"))
-    doc["data"] = doc["data"][-8:]
-    for article in doc["data"]:
-        for paragraph in article["paragraphs"]:
-            for qa in paragraph["qas"]:
-                del qa["answers"]
-    (folder / "test.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    # the real train and dev sets and CLUE's unlabelled test set (FAKE_ANSWER placeholders, as released)
+    folder = link(tmp_path / "data" / "cmrc2018", {f"{split}.json": real / f"cmrc2018_{split}.json"
+                                                   for split in ("train", "dev", "test")})
     out = tmp_path / "out"
     run_script("cmrc2018", "--data-dir", tmp_path / "data", "--output-dir", out, "--limit", 24,
                "--maxlen", 96, "--batch-size", 8, *QUICK)
@@ -119,6 +112,22 @@ def test_c3_upstream_files(tmp_path, clue_data_dir):
     for line, record in zip(lines, test):
         assert line["label"] in [str(i) for i in range(len(record["choices"]))]
     assert dev_metric(out, "c3") == "accuracy"
+
+
+def test_c3_clue_test_sets(tmp_path, clue_data_dir):
+    real = clue_data_dir / "c3"
+    # CLUE's own layout: c311 from test1.1.json, c310 from test1.0.json (documents without ids or answers)
+    names = {f"c3-{p}-{s}.json": real / f"c3-{p}-{s}.json" for p in "dm" for s in ("train", "dev")}
+    folder = link(tmp_path / "data" / "c3", {**names, "test1.1.json": real / "test1.1.json",
+                                             "test1.0.json": real / "test1.0.json"})
+    out = tmp_path / "out"
+    run_script("c3", "--data-dir", tmp_path / "data", "--output-dir", out, "--limit", 12,
+               "--maxlen", 64, "--batch-size", 4, *QUICK)
+    for test_file, name in (("test1.1.json", "c311_predict.json"), ("test1.0.json", "c310_predict.json")):
+        test = load_c3(folder / test_file)[:12]
+        lines = read_lines(out / "results" / name)
+        assert [line["id"] for line in lines] == [r["id"] for r in test]
+        assert all(line["label"] in [str(i) for i in range(len(r["choices"]))] for line, r in zip(lines, test))
 
 
 def test_cluener(tmp_path, clue_data_dir):
