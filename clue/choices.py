@@ -45,9 +45,11 @@ class ChoiceSoftmax(keras.layers.Layer):
 
 
 def choice_model(encoder, num_choices, pooling="cls", seed=None):
-    """encoder -> pooled vector -> Dense(1) per choice -> softmax over the choices."""
+    """encoder -> pooled vector -> Dense(1) per choice (initialised like the encoder) -> softmax over the
+    choices."""
     from clue.heads import Pooling
-    from clue.models import encoder_info, kernel_initializer
+    from clue.layers import head_initializer
+    from clue.models import encoder_info
 
     token_ids = keras.Input((num_choices, None), dtype="int32", name="token_ids")
     segment_ids = keras.Input((num_choices, None), dtype="int32", name="segment_ids")
@@ -55,7 +57,7 @@ def choice_model(encoder, num_choices, pooling="cls", seed=None):
     flat_tokens = FoldChoices(name="fold_tokens")(token_ids)
     hidden = encoder([flat_tokens, FoldChoices(name="fold_segments")(segment_ids)])
     vector = Pooling(pooling, name="pooling")(hidden, flat_tokens)
-    init = kernel_initializer(encoder_info(encoder)["initializer_range"], seed)
+    init = head_initializer(encoder_info(encoder), seed)
     scores = keras.layers.Dense(1, kernel_initializer=init, name="choice_score")(vector)
     probs = ChoiceSoftmax(name="choices")(scores, choice_mask)
     return keras.Model([token_ids, segment_ids, choice_mask], probs, name=f"{encoder.name}_choices")
