@@ -218,6 +218,27 @@ def test_blank_contexts_mask_other_blanks_and_centre_the_window(tokenizer):
     assert tokenizer.ids_to_tokens(short) == ["丁", "戊", "[MASK]", "己", "庚"]
 
 
+def test_chid_roformer_v2_framing_token_ids(vocab_path):
+    from clue.tokenizer import Tokenizer
+
+    passage = "甲乙#idiom000001#丙#idiom000002#丁"
+    # the other blank becomes "_____"; with room for both sides nothing is cut
+    assert choices.blank_sides(passage, "#idiom000001#", 56) == ("甲乙", "丙_____丁")
+    assert choices.blank_sides(passage, "#idiom000002#", 56) == ("甲乙_____丙", "丁")
+    # 2 + 7 = 9 characters over a budget of 8: the longer right side loses its last character
+    assert choices.blank_sides(passage, "#idiom000001#", 8) == ("甲乙", "丙_____")
+    # tie 3 / 3 over 4: the left loses its first character, then the now longer right its last
+    assert choices.blank_sides("甲乙丙#idiom000001#丁戊己", "#idiom000001#", 4) == ("乙丙", "丁戊")
+    # ids are the lines of the vocabulary file: [CLS] 101, [SEP] 102, _ 142, 甲 4508, 乙 734, 丙 688,
+    # 丁 672, 一 671, 心 2552, 意 2692, 三 676, 二 753
+    vocab = {token: i for i, token in enumerate(vocab_path.read_text(encoding="utf-8").split("\n"))}
+    tokenizer = Tokenizer(str(vocab_path))
+    framed = choices.idiom_between(tokenizer, ["一心一意", "三心二意"], "甲乙", "丙_____丁")
+    assert framed == [[vocab[t] for t in f"[CLS] 甲 乙 [SEP] {' '.join(idiom)} [SEP] 丙 _ _ _ _ _ 丁 [SEP]".split()]
+                      for idiom in ("一心一意", "三心二意")]
+    assert framed[0][:4] == [101, 4508, 734, 102] and framed[0][9:11] == [688, 142]
+
+
 def test_locate_answer_repairs_a_shifted_start():
     context = "甲乙丙丁甲乙"
     assert spans.locate_answer(context, "丙丁", 2) == (2, 3)
