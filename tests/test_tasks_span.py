@@ -10,6 +10,7 @@ import pytest
 
 from chid_fixture import make_chid
 from clue.data import CLUENER_TYPES, load_c3, load_chid, load_cluener, load_cmrc2018
+from clue.tokenizer import Tokenizer, builtin_vocab
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = ["--model", "tiny", "--epochs", "1", "--verbose", "0", "--seed", "1"]
@@ -150,6 +151,35 @@ def test_cluener(tmp_path, clue_data_dir):
                     found += 1
     assert found > 0     # an untrained model scores many spans above 0: the offsets were checked
     assert dev_metric(out, "cluener") == "cluener_f1"
+
+
+def test_chid_and_cluener_take_the_roformer_v2_recipe(tmp_path, clue_data_dir, monkeypatch):
+    from clue import choices, spans
+
+    preset = json.loads((REPO / "configs" / "tiny.json").read_text())
+    v2 = tmp_path / "tiny_v2.json"
+    v2.write_text(json.dumps(dict(preset, name="tiny-v2", family="roformer_v2")))
+    quick = [a if a != "tiny" else v2 for a in QUICK]
+    framed, pointers = [], []
+    monkeypatch.setattr(choices, "idiom_between",
+                        lambda *a, f=choices.idiom_between: framed.append(f(*a)) or framed[-1])
+    monkeypatch.setattr(spans, "span_model", lambda *a, f=spans.span_model, **k: pointers.append(k) or f(*a, **k))
+
+    make_chid(tmp_path / "data" / "chid")
+    run_script("chid", "--data-dir", tmp_path / "data", "--output-dir", tmp_path / "chid", "--batch-size", 8,
+               *quick)
+    sep = Tokenizer(builtin_vocab()).sep_id   # the tiny preset's built-in vocabulary
+    # every blank's 10 candidates framed [CLS] left [SEP] idiom [SEP] right [SEP]: 4 idiom tokens between
+    assert framed and all(len(c) == 10 and all(ids.count(sep) == 3 and ids[ids.index(sep) + 5] == sep for ids in c)
+                          for c in framed)
+    assert read_object(tmp_path / "chid" / "results" / "chid11_predict.json")
+
+    real = clue_data_dir / "cluener"
+    link(tmp_path / "data" / "cluener", {f"{s}.json": real / f"{s}.json" for s in ("train", "dev", "test")})
+    run_script("cluener", "--data-dir", tmp_path / "data", "--output-dir", tmp_path / "ner", "--limit", 32,
+               "--batch-size", 16, *quick)
+    assert pointers == [{"heads": 10, "seed": 1, "efficient": True}]
+    assert len(read_lines(tmp_path / "ner" / "results" / "cluener_predict.json")) == 32
 
 
 @pytest.mark.parametrize("task", ["cmrc2018", "chid", "c3", "cluener"])
