@@ -47,7 +47,8 @@ def c3_choices(tokenizer, passage, question, choices, maxlen):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# chid: [CLS] candidate [SEP] left context [marker] right context [SEP], other blanks as 4 [MASK]
+# chid: [CLS] candidate [SEP] left context [marker] right context [SEP], other blanks as 4 [MASK]; RoFormerV2's
+# recipe: [CLS] left [SEP] candidate [SEP] right [SEP], other blanks as "_____"
 
 
 def blank_contexts(tokenizer, passage, budget):
@@ -80,6 +81,27 @@ def chid_choices(tokenizer, candidates, context, maxlen):
         ids = tokenizer.encode(candidate)[0]
         out.append(ids + context[:max(maxlen - len(ids) - 1, 0)] + [tokenizer.sep_id])
     return out
+
+
+def blank_sides(passage, blank, budget):
+    """(left, right): the text on each side of ``blank`` as RoFormerV2's clue/chid.py cuts it, the passage's
+    other blanks written "_____", then one character at a time off the far end of the longer side (the
+    left on a tie) until both sides hold at most ``budget`` characters together."""
+    at = passage.index(blank)
+    left, right = CHID_BLANK.sub("_____", passage[:at]), CHID_BLANK.sub("_____", passage[at + len(blank):])
+    while len(left) + len(right) > budget:
+        if len(left) >= len(right):
+            left = left[1:]
+        else:
+            right = right[:-1]
+    return left, right
+
+
+def idiom_between(tokenizer, candidates, left, right):
+    """Token ids of [CLS] left [SEP] idiom [SEP] right [SEP] for each candidate idiom (RoFormerV2's framing;
+    the sides are already cut by characters, so nothing is cut here)."""
+    left_ids, right_ids = tokenizer.encode(left)[0], tokenizer.encode(right)[0][1:]
+    return [left_ids + tokenizer.encode(candidate)[0][1:] + right_ids for candidate in candidates]
 
 
 def assign(probs):
