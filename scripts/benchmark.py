@@ -166,7 +166,8 @@ def measure_e2e(run, setting, model_dir, data_dir):
         for pipeline, rows in runs.items():
             results.append({"task": task, "pipeline": pipeline, "limit": setting["limit"],
                             "steps": -(-setting["limit"] // E2E["batch_size"]),
-                            "wall_s": statistics.median(r["wall_s"] for r in rows), "wall_all": [r["wall_s"] for r in rows],
+                            "wall_s": statistics.median(r["wall_s"] for r in rows),
+                            "wall_all": [r["wall_s"] for r in rows],
                             "cpu_s": statistics.median(r["cpu_s"] for r in rows),
                             "peak_rss_mb": max(r["peak_rss_mb"] for r in rows)})
     return results
@@ -325,8 +326,9 @@ def render(results):
     if "e2e" in results:
         hyper, limit = setting["e2e"], setting["limit"]
         lr = f"{hyper['lr']:.0e}".replace("e-0", "e-")   # 5e-4, as the flag is written
-        rows = [[r["task"], r["pipeline"], r["steps"], f"{r['wall_s']:.1f}", ", ".join(f"{x:.1f}" for x in r["wall_all"]),
-                 f"{r['cpu_s']:.0f}", fmt(r.get("speedup", 1.0), ".2f") + "x", fmt(r["peak_rss_mb"])]
+        rows = [[r["task"], r["pipeline"], r["steps"], f"{r['wall_s']:.1f}",
+                 ", ".join(f"{x:.1f}" for x in r["wall_all"]), f"{r['cpu_s']:.0f}",
+                 fmt(r.get("speedup", 1.0), ".2f") + "x", fmt(r["peak_rss_mb"])]
                 for r in results["e2e"]]
         parts += ["", "## 2. End to end on real CLUE text", "",
                   f"{hyper['epochs']} epoch{'s' if hyper['epochs'] > 1 else ''} on the first {limit} train examples "
@@ -394,7 +396,8 @@ def main(argv=None):
     parser.add_argument("--data-dir", default=os.environ.get("CLUE_DATA_DIR", str(SHARED / "clue_data")))
     parser.add_argument("--vocab", default=str(SHARED / "vocab" / "chinese_bert_vocab.txt"))
     parser.add_argument("--repeat", type=int, help="repetitions per measurement (at least 3)")
-    parser.add_argument("--limit", type=int, help=f"end to end: train/dev/test examples (steps = limit / {E2E['batch_size']})")
+    parser.add_argument("--limit", type=int,
+                        help=f"end to end: train/dev/test examples (steps = limit / {E2E['batch_size']})")
     parser.add_argument("--tasks", nargs="+", choices=("tnews", "ocnli"), help="end-to-end tasks (default both)")
     parser.add_argument("--only", nargs="+", choices=ITEMS, help="run only these items")
     parser.add_argument("--update", action="store_true", help="merge the items run into the existing --json "

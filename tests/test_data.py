@@ -124,7 +124,8 @@ def test_task_files_alternative_names(tmp_path):
     _touch(tmp_path / "c3", "d-train.json", "m-train.json", "d-dev.json", "c3-m-dev.json", "c3-d-test.json",
            "c3-m-test.json")
     c3 = task_files("c3", tmp_path)
-    assert names(c3["train"]) == ["d-train.json", "m-train.json"] and names(c3["dev"]) == ["d-dev.json", "c3-m-dev.json"]
+    assert names(c3["train"]) == ["d-train.json", "m-train.json"]
+    assert names(c3["dev"]) == ["d-dev.json", "c3-m-dev.json"]                   # a part by either of its names
     assert names(c3["test"]) == ["c3-d-test.json", "c3-m-test.json"]             # the upstream test set: both parts
     _touch(tmp_path / "c3", "test1.1.json")
     assert names(task_files("c3", tmp_path)["test"]) == ["test1.1.json"]
