@@ -21,9 +21,7 @@ import time
 from pathlib import Path
 
 from clue import registry
-from clue.paths import OutputDirs
-from clue.submission import write_atomic
-from clue.submit_check import CLUE11
+from clue.paths import OutputDirs, atomic_path, write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = ("model", "model_dir", "data_dir", "epochs", "batch_size", "maxlen", "lr", "limit", "seed")
@@ -31,7 +29,7 @@ SHARED = ("model", "model_dir", "data_dir", "epochs", "batch_size", "maxlen", "l
 
 def clue11_tasks():
     """The tasks whose leaderboard file is part of a CLUE 1.1 submission (their average is the CLUE score)."""
-    return [t.name for t in registry.TASKS.values() if set(t.output_names()) & set(CLUE11)]
+    return [t.name for t in registry.TASKS.values() if t.output_names(registry.CLUE11)]
 
 
 def task_flags(args, extra):
@@ -175,10 +173,9 @@ def plot(summary, path):
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize=8)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 

@@ -10,8 +10,10 @@ inclusive character offsets.
     python tasks/cluener.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
 """
 
-from clue import cli, metrics, spans, submission, training
-from clue.data import CLUENER_TYPES, load_cluener
+import functools
+
+from clue import batching, cli, heads, metrics, ner, submission, training
+from clue.registry import CLUENER_TYPES
 
 TASK = "cluener"
 TYPES = CLUENER_TYPES   # one span head per entity type, in this order
@@ -21,39 +23,34 @@ def main(argv=None):
     run = cli.start(TASK, argv)
     args, tokenizer = run.args, run.tokenizer
 
-    def examples(records):
-        return [spans.ner_example(tokenizer, r["text"], [(kind, a, b) for a, b, kind in r["entities"] or ()],
-                                  TYPES, args.maxlen) for r in records]
+    def batches(sentences, shuffle=False):   # dense (heads, len, len) targets made per batch
+        return batching.Batches(sentences, functools.partial(ner.collate, heads=len(TYPES)), args.batch_size,
+                                shuffle, args.seed, length_of=ner.sentence_length)
 
-    def batches(found, shuffle=False):
-        collate = lambda chunk: spans.ner_batch(chunk, len(TYPES))  # noqa: E731
-        return spans.Collated(found, collate, args.batch_size, shuffle, args.seed)
-
-    # data: sentences -> [CLS] text [SEP] with gold (type, start token, end token) -> padded batches
-    train = examples(run.load("train", load_cluener))
-    dev = run.load("dev", load_cluener)
-    dev_examples = examples(dev)
+    # data: sentences -> [CLS] text [SEP] with gold (type, start token, end token)
+    train = ner.sentences(tokenizer, run.read("train"), TYPES, args.maxlen)
+    dev = run.read("dev")
+    dev_sentences = ner.sentences(tokenizer, dev, TYPES, args.maxlen)
 
     # head: one GlobalPointer head per entity type over the encoder's last layer; RoFormerV2's recipe shares
     # one query and key among the heads (EfficientGlobalPointer)
-    model = spans.span_model(run.encoder(), heads=len(TYPES), seed=args.seed,
-                             efficient=run.spec.family == "roformer_v2")
+    model = heads.span_scorer(run.encoder(), heads=len(TYPES), seed=args.seed,
+                              efficient=run.spec.family == "roformer_v2")
 
-    def predict(records, found):
-        positives = spans.predict_each(model, batches(found), spans.positive_spans)
-        return [spans.ner_decode(p, r["text"], e["spans"], TYPES) for p, r, e in zip(positives, records, found)]
+    def predict(records, sentences):   # spans scored above 0, reduced as they come, back to character offsets
+        positives = batching.predict(model, batches(sentences), reduce=ner.positive_spans)
+        return [ner.decode(p, r["text"], s.char_spans, TYPES) for p, r, s in zip(positives, records, sentences)]
 
     def evaluate(model):
-        return metrics.cluener_f1([r["label"] for r in dev], predict(dev, dev_examples))
+        return metrics.cluener_f1([r["label"] for r in dev], predict(dev, dev_sentences))
 
     # fit, keeping the best dev epoch (or load it: --mode eval / predict)
-    training.fit(model, batches(train, shuffle=True) if train else None, evaluate, run,
-                 loss=spans.span_multilabel_crossentropy)
+    training.fit(model, batches(train, shuffle=True), evaluate, run, loss=heads.span_multilabel_crossentropy)
 
     # predict each test file with the best weights, one line per sentence in file order
     for test_file, out in run.outputs():
-        test = run.load(test_file, load_cluener)
-        labels = predict(test, examples(test))
+        test = run.read(test_file)
+        labels = predict(test, ner.sentences(tokenizer, test, TYPES, args.maxlen))
         submission.write_lines(out, ({"id": r["id"], "label": label} for r, label in zip(test, labels)))
         print(f"wrote {out} ({len(test)} lines)")
 

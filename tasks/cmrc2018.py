@@ -10,8 +10,7 @@ results/cmrc2018_predict.json, one JSON object {question_id: answer_text}.
     python tasks/cmrc2018.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
 """
 
-from clue import cli, metrics, spans, submission, training
-from clue.data import load_cmrc2018
+from clue import batching, cli, heads, metrics, reading, submission, training
 
 TASK = "cmrc2018"
 STRIDE = 128
@@ -21,32 +20,21 @@ def main(argv=None):
     run = cli.start(TASK, argv)
     args, tokenizer = run.args, run.tokenizer
 
-    def windows(records, train=False):
-        """Every window of every question; a training window knows where its first answer lies."""
-        out = []
-        for q, r in enumerate(records):
-            answer = None
-            if train and r["answers"]:
-                answer = spans.locate_answer(r["context"], r["answers"][0], r["answer_starts"][0])
-            found, c_spans = spans.cmrc_windows(tokenizer, r["question"], r["context"], answer, args.maxlen,
-                                                STRIDE)
-            out += [dict(w, question=q, c_spans=c_spans) for w in found]
-        return out
+    def batches(windows, shuffle=False):
+        return batching.Batches(windows, reading.collate, args.batch_size, shuffle, args.seed,
+                                length_of=reading.window_length)
 
-    def batches(examples, shuffle=False):
-        return spans.Collated(examples, spans.window_batch, args.batch_size, shuffle, args.seed)
-
-    # data: questions -> windows over their contexts -> padded batches
-    train = windows(run.load("train", load_cmrc2018), train=True)
-    dev = run.load("dev", load_cmrc2018)
-    dev_windows = windows(dev)
+    # data: questions -> windows over their contexts (a training window knows where its answer lies)
+    train = reading.windows(tokenizer, run.read("train"), args.maxlen, STRIDE, train=True)
+    dev = run.read("dev")
+    dev_windows = reading.windows(tokenizer, dev, args.maxlen, STRIDE)
 
     # head: one GlobalPointer over the encoder's last layer; softmax over all (start, end) pairs
-    model = spans.span_model(run.encoder(), heads=1, seed=args.seed)
+    model = heads.span_scorer(run.encoder(), heads=1, seed=args.seed)
 
-    def predict(records, found):
-        best = spans.predict_each(model, batches(found), lambda scores: spans.best_span(scores[0]))
-        return spans.cmrc_answers(records, found, best)
+    def predict(records, windows):   # each window's best span, reduced as it comes: the best per question
+        best = batching.predict(model, batches(windows), reduce=lambda scores: reading.best_span(scores[0]))
+        return reading.answers(records, windows, best)
 
     def evaluate(model):
         golds, preds = [r["answers"] for r in dev], predict(dev, dev_windows)
@@ -54,13 +42,12 @@ def main(argv=None):
         return metrics.cmrc2018_em(golds, preds)
 
     # fit, keeping the best dev epoch (or load it: --mode eval / predict)
-    training.fit(model, batches(train, shuffle=True) if train else None, evaluate, run,
-                 loss=spans.span_crossentropy)
+    training.fit(model, batches(train, shuffle=True), evaluate, run, loss=heads.span_crossentropy)
 
     # predict each test file with the best weights: {question id: answer text}
     for test_file, out in run.outputs():
-        test = run.load(test_file, load_cmrc2018)
-        answers = predict(test, windows(test))
+        test = run.read(test_file)
+        answers = predict(test, reading.windows(tokenizer, test, args.maxlen, STRIDE))
         submission.write_object(out, {r["id"]: a for r, a in zip(test, answers)})
         print(f"wrote {out} ({len(test)} answers)")
 
