@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from clue import demo, registry
-from clue.paths import MissingPathError, OutputDirs, data_root, find_task_dir
+from clue.paths import MissingPathError, OutputBusyError, OutputDirs, data_root, find_task_dir, lock_task
 from clue.presets import preset_names, resolve_model
 
 DEFAULT_MODEL = "bert-base"
@@ -80,6 +80,7 @@ class Run:
 
         self.task, self.args, self.task_dir, self.demo = task, args, Path(task_dir), demo_banner is not None
         self.dirs = OutputDirs(args.output_dir).make()
+        lock_task(self.dirs, task.name)   # one run per task and output folder
         self.weights_path = self.dirs.weights / f"{task.name}.weights.h5"
         self.files = task.find_files(self.task_dir)
         self.test_outputs = task.test_outputs(self.task_dir)
@@ -186,10 +187,17 @@ def start(task_name, argv=None):
 def run(main):
     """Run a task script's ``main``: a missing path, bad data or a bad checkpoint ends with its message
     (naming the file and line or variable) and exit status 1, not a traceback."""
+    from clue import interrupt
     from clue.checkpoints import CheckpointError
     from clue.data import DataError
 
+    interrupt.install()
     try:
         main()
-    except (MissingPathError, DataError, CheckpointError) as err:
+    except (interrupt.Interrupted, KeyboardInterrupt) as err:
+        epoch = getattr(err, "epoch", None)
+        where = f" at epoch {epoch}" if epoch else ""
+        print(f"interrupted{where}; rerun with --resume to continue", file=sys.stderr, flush=True)
+        sys.exit(130)
+    except (MissingPathError, OutputBusyError, DataError, CheckpointError) as err:
         sys.exit(f"error: {err}")
