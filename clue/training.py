@@ -18,6 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from clue import interrupt
 from clue.paths import atomic_path, write_atomic
 
 
@@ -68,6 +69,18 @@ class EpochSeeds(keras.callbacks.Callback):
         for i, state in enumerate(states):
             value = np.random.SeedSequence([self.seed, epoch, i]).generate_state(1)[0] % 2**31
             state.assign(np.array([value, 0]).astype(state.dtype))
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """After each batch, stop with ``interrupt.Interrupted`` when SIGINT/SIGTERM came: raised (not
+    ``stop_training``) so that the unfinished epoch is neither scored nor backed up."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        interrupt.check(epoch + 1)
+
+    def on_train_batch_end(self, batch, logs=None):
+        interrupt.check(self.epoch + 1)
 
 
 class BestOnDev(keras.callbacks.Callback):
@@ -181,6 +194,7 @@ def fit(model, train, evaluate, run, *, loss):
     model.optimizer.build(model.trainable_variables)
     best = BestOnDev(evaluate, metric, run.weights_path, state_path, resume=args.resume, flags=flags)
     callbacks = [
+        StopOnSignal(),
         EpochSeeds(train, args.seed),
         best,
         # double_checkpoint: a kill while the backup is written leaves the previous epoch's copy to resume from
