@@ -85,6 +85,7 @@ class Run:
         self.files = task.find_files(self.task_dir)
         self.test_outputs = task.test_outputs(self.task_dir)
         self._check_files()
+        self._records = self._read_all()
         self.spec = resolve_model(args.model, args.model_dir)
         vocab = self.spec.vocab_path or builtin_vocab()
         self.tokenizer = Tokenizer(str(vocab) if isinstance(vocab, Path) else vocab, self.spec.do_lower_case)
@@ -105,6 +106,25 @@ class Run:
                 raise MissingPathError(message)
             print(f"warning: {message}; no submission file will be written", file=sys.stderr)
 
+    def _read_all(self):
+        """Every file this run reads, read and checked now, before any training: a bad line in a test file
+        costs seconds, not the run. An empty train or dev split and duplicate test ids are errors."""
+        from clue.data import DataError
+
+        records = {}
+        for split in NEEDS[self.args.mode]:
+            found = records[_key(self.files[split])] = self.task.read(self.files[split])
+            if not found:
+                raise DataError(self.files[split][0], None, f"no {self.task.name} {split} records")
+        for test, _ in self.outputs():
+            found = records[_key(test)] = self.task.read(test)
+            seen = set()
+            for record in found:
+                if record["id"] in seen:
+                    raise DataError(test[0], None, f"test id {record['id']!r} appears more than once")
+                seen.add(record["id"])
+        return records
+
     def read(self, split):
         """The records of ``split`` ("train", "dev") or of a test file (its parts), read as the registry
         says, at most --limit of them; [] for a split this --mode does not read (--mode predict needs no
@@ -113,7 +133,8 @@ class Run:
             if split not in NEEDS[self.args.mode]:
                 return []
             split = self.files[split]
-        return self.task.read(split)[:self.args.limit]
+        records = self._records.get(_key(split))
+        return (records if records is not None else self.task.read(split))[:self.args.limit]
 
     def outputs(self):
         """[(test file, leaderboard file path)] to predict; none in --mode eval."""
@@ -125,6 +146,10 @@ class Run:
         from clue.models import build_from_spec
 
         return build_from_spec(self.spec, self.tokenizer.vocab_size, seed=self.args.seed, **options)
+
+
+def _key(files):
+    return tuple(str(f) for f in ([files] if isinstance(files, (str, Path)) else files))
 
 
 def explicit_flags(parser, argv):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from clue import demo, paths
+from clue.data import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tasks"))
@@ -123,3 +124,22 @@ def test_sigterm_to_run_clue_stops_its_task_and_leaves_no_process(tmp_path):
     log = (out / "logs" / "afqmc.out").read_text()
     assert "epoch 1: dev" in log and "rerun with --resume to continue" in log
     assert json.loads((out / "logs" / "afqmc.run.json").read_text())["status"] == "interrupted"
+
+
+def test_bad_test_file_and_empty_dev_fail_before_training(tmp_path):
+    data = tmp_path / "data"
+    folder = demo.make_afqmc(data / "afqmc", seed=5, sizes={"train": 32, "dev": 16, "test": 8})
+    argv = ["--data-dir", str(data), "--output-dir", str(tmp_path / "out"), *FLAGS]
+    test = folder / "test.json"
+    lines = test.read_text(encoding="utf-8").splitlines()
+    test.write_text("\n".join(lines + [lines[0]]) + "\n", encoding="utf-8")   # an id twice
+    with pytest.raises(DataError, match=r"test\.json: test id .* appears more than once"):
+        afqmc.main(argv)
+    test.write_text("\n".join(lines[:3] + ["{not json"]) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"test\.json:4"):
+        afqmc.main(argv)
+    assert not (tmp_path / "out" / "weights" / "afqmc.weights.h5").exists()   # nothing trained
+    test.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "dev.json").write_text("", encoding="utf-8")
+    with pytest.raises(DataError, match=r"dev\.json: no afqmc dev records"):
+        afqmc.main(argv)
