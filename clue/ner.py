@@ -11,7 +11,7 @@ from clue.batching import sequence_padding
 @dataclass(frozen=True)
 class Sentence:
     token_ids: list          # [CLS] text [SEP]
-    span_mask: list          # 1 on the text's tokens
+    span_mask: list          # 1 on every real token, [CLS] and [SEP] too (bert4keras masks padding only)
     gold: list               # (type index, start, end) in sequence positions
     char_spans: list         # (first, last) character of each text token
 
@@ -23,7 +23,8 @@ def sentence(tokenizer, text, entities=(), types=(), maxlen=256):
     starts = {a: i + 1 for i, (a, _) in enumerate(where)}
     ends = {b: i + 1 for i, (_, b) in enumerate(where)}
     gold = [(types.index(kind), starts[a], ends[b]) for kind, a, b in entities if a in starts and b in ends]
-    return Sentence([tokenizer.cls_id] + ids + [tokenizer.sep_id], [0] + [1] * len(ids) + [0], gold, where)
+    # [CLS] and [SEP] stay in the mask, as in the baseline's loss (negatives there); decode() skips them
+    return Sentence([tokenizer.cls_id] + ids + [tokenizer.sep_id], [1] * (len(ids) + 2), gold, where)
 
 
 def sentences(tokenizer, records, types, maxlen):
@@ -54,8 +55,8 @@ def sentence_length(example):
 
 
 def positive_spans(scores):
-    """(type, start, end) of every pair scored above 0 in a (heads, len, len) table: the entities (the
-    head already excludes [CLS], [SEP], padding and end < start)."""
+    """(type, start, end) of every pair scored above 0 in a (heads, len, len) table (the head already
+    excludes padding and end < start; ``decode`` drops pairs on [CLS] or [SEP])."""
     return np.argwhere(np.asarray(scores) > 0)
 
 
@@ -63,7 +64,7 @@ def decode(found, text, char_spans, types):
     """CLUENER's label table {type: {entity text: [[first, last], ...]}} from (type, start, end) spans."""
     label = {}
     for kind, start, end in found:
-        if not (1 <= start <= end <= len(char_spans)):
+        if not (1 <= start <= end <= len(char_spans)):   # on [CLS] or [SEP]: no characters
             continue
         first, last = char_spans[start - 1][0], char_spans[end - 1][1]
         entity = text[first:last + 1]

@@ -285,10 +285,13 @@ def test_ner_sentence_and_decode_round_trip(tokenizer):
     types = ("address", "name")
     example = ner.sentence(tokenizer, text, [("name", 0, 1), ("address", 3, 4)], types)
     assert example.gold == [(1, 1, 2), (0, 4, 5)]                # token positions count [CLS]
+    # the baseline's mask (bert4keras: Keras's padding mask) keeps [CLS] and [SEP] as negatives in the loss
+    assert example.span_mask == [1] * len(example.token_ids) == [int(t != 0) for t in example.token_ids]
     target = ner.targets(example, 2, len(example.token_ids))
     assert target.sum() == 2 and target[1, 1, 2] == 1
     scores = np.where(target > 0, 3.0, -3.0)
     scores[1, 6, 7] = 1.0                                           # 工作 as a name, also above 0
+    scores[0, 0, 0] = scores[1, 0, 2] = scores[0, 7, 8] = 2.0      # on [CLS] or [SEP]: never an entity
     decoded = ner.decode(ner.positive_spans(scores), text, example.char_spans, types)
     assert decoded == {"name": {"张三": [[0, 1]], "工作": [[5, 6]]}, "address": {"北京": [[3, 4]]}}
     for kind, entities in decoded.items():
