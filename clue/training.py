@@ -144,6 +144,33 @@ def drop_unfinished_first_backup(backup):
         shutil.rmtree(backup)
 
 
+def readable(path):
+    """True when the backup file ``path`` opens (JSON metadata parses, an HDF5 weights file opens)."""
+    try:
+        if path.suffix == ".json" or path.name.endswith(".json.bkp"):
+            json.loads(path.read_text(encoding="utf-8"))
+        else:
+            import h5py
+
+            h5py.File(path, "r").close()
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def fall_back_to_previous_backup(backup):
+    """When a file of the latest backup is unreadable (a full disk, a kill mid-write) and Keras's previous
+    copy (``.bkp``, double_checkpoint) is whole, put the previous copy back: resume repeats one more epoch
+    instead of failing on it."""
+    latest = [backup / "training_metadata.json", backup / "latest.weights.h5"]
+    previous = [p.with_name(p.name + ".bkp") for p in latest]
+    if all(p.exists() for p in latest) and not all(readable(p) for p in latest) \
+            and all(p.exists() and readable(p) for p in previous):
+        print(f"{backup}: the latest backup is unreadable; resuming from the previous one", flush=True)
+        for old, new in zip(previous, latest):
+            shutil.copyfile(old, new)
+
+
 # Flags a resumed run must share with the run it continues (--epochs may grow).
 RESUME_FLAGS = ("model", "optimizer", "lr", "warmup", "weight_decay", "batch_size", "grad_accum", "maxlen",
                 "mixed_precision", "pooling", "second_segment", "limit", "seed")
@@ -183,6 +210,7 @@ def fit(model, train, evaluate, run, *, loss):
     if args.resume:
         check_resume_flags(state_path, flags)
         drop_unfinished_first_backup(backup)
+        fall_back_to_previous_backup(backup)
         where = "the last finished epoch" if backup.is_dir() else "scratch (no backup found)"
         print(f"{name}: resuming from {where} in {backup}", flush=True)
     else:   # a fresh run: forget any earlier interrupted one

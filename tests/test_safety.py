@@ -143,3 +143,19 @@ def test_bad_test_file_and_empty_dev_fail_before_training(tmp_path):
     (folder / "dev.json").write_text("", encoding="utf-8")
     with pytest.raises(DataError, match=r"dev\.json: no afqmc dev records"):
         afqmc.main(argv)
+
+
+def test_resume_falls_back_to_the_previous_backup_when_the_latest_is_empty(tmp_path):
+    data = tmp_path / "data"
+    demo.make_afqmc(data / "afqmc", seed=6, sizes={"train": 96, "dev": 32, "test": 8})
+    flags = ["--data-dir", str(data), *FLAGS[:FLAGS.index("--optimizer")], "--optimizer", "adafactor",
+             "--lr", "1e-3", "--verbose", "0", "--seed", "7"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    afqmc.main([*flags, "--output-dir", str(whole)])
+    afqmc.main([*flags, "--epochs", "2", "--output-dir", str(cut)])
+    (cut / "weights" / "afqmc_backup" / "training_metadata.json").write_text("")   # a full disk's leftover
+    afqmc.main([*flags, "--output-dir", str(cut), "--resume"])
+    a, b = (h5_arrays(d / "weights" / "afqmc_backup" / "latest.weights.h5") for d in (whole, cut))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert (whole / "results" / "afqmc_predict.json").read_bytes() == \
+        (cut / "results" / "afqmc_predict.json").read_bytes()
