@@ -19,20 +19,9 @@ from clue.data import DataError
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tasks"))
 import afqmc  # noqa: E402
+from test_training import FLAGS, h5_arrays  # noqa: E402  (the same small run and weights reader)
 
-FLAGS = ["--model", "tiny", "--epochs", "3", "--batch-size", "16", "--maxlen", "32", "--optimizer", "adamw",
-         "--lr", "1e-3", "--verbose", "0", "--seed", "7"]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-
-
-def h5_arrays(path):
-    import h5py
-
-    arrays = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset)
-                     else None)
-    return arrays
 
 
 def test_a_second_run_into_one_output_folder_is_refused_until_the_first_dies(tmp_path):
