@@ -116,17 +116,21 @@ def compiled_classifier(job, optimizer, jit="auto"):
 
 
 def step(job):
-    """Adam train step and inference of ``compiled_classifier``, on the backend ``KERAS_BACKEND`` names, XLA
-    per ``job["jit"]``."""
+    """Train step (Adam, or with ``job["optimizer"] == "adafactor"`` the task scripts' AdaFactor at 5e-4)
+    and inference of ``compiled_classifier``, on the backend ``KERAS_BACKEND`` names, XLA per ``job["jit"]``."""
     import keras
+
+    from clue.optimizers import AdaFactor
 
     keras.utils.set_random_seed(0)
     keras.mixed_precision.set_dtype_policy(job.get("policy", "float32"))
-    model = compiled_classifier(job, keras.optimizers.Adam(1e-5), job["jit"])
+    optimizer = AdaFactor(5e-4) if job.get("optimizer") == "adafactor" else keras.optimizers.Adam(1e-5)
+    model = compiled_classifier(job, optimizer, job["jit"])
     token_ids, segment_ids, labels = random_batch(job)
     result = timed_steps(lambda: model.train_on_batch([token_ids, segment_ids], labels),
                          lambda: model.predict_on_batch([token_ids, segment_ids]), job)
-    return {**result, "backend": keras.backend.backend(), "jit": job["jit"], "policy": job.get("policy", "float32")}
+    return {**result, "backend": keras.backend.backend(), "jit": job["jit"],
+            "policy": job.get("policy", "float32"), "optimizer_class": type(optimizer).__name__}
 
 
 def hf(job):
@@ -178,17 +182,18 @@ def op_part(name):
 
 
 def profile(job):
-    """Op-level time of our train step (Adafactor, as the task scripts) from the TensorFlow profiler:
+    """Op-level time of our train step (AdaFactor, as the task scripts) from the TensorFlow profiler:
     per op, the time it ran (threads overlap, so the sum exceeds the step's wall time)."""
     import collections
     import glob
     import tempfile
 
-    import keras
     import tensorflow as tf
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    model = compiled_classifier(job, keras.optimizers.Adafactor(5e-4))
+    from clue.optimizers import AdaFactor
+
+    model = compiled_classifier(job, AdaFactor(5e-4))
     token_ids, segment_ids, labels = random_batch(job)
     for _ in range(2):
         model.train_on_batch([token_ids, segment_ids], labels)

@@ -7,7 +7,8 @@
 Measures, one run on one machine, medians of ``--repeat`` (>= 3) repetitions:
 1. train-step and inference throughput (tokens/s), seq 128 batch 8 and seq 512 batch 2: ours on the
    TensorFlow (with and without XLA), JAX and PyTorch backends; bert4keras on tf_keras; transformers'
-   BertForSequenceClassification on PyTorch when installed;
+   BertForSequenceClassification on PyTorch when installed; all with Adam, and ours and bert4keras's on
+   TensorFlow again with the baselines' AdaFactor (ours: clue.optimizers.AdaFactor);
 2. end to end: ``tasks/tnews.py`` and ``tasks/ocnli.py`` (one epoch on the first ``--limit`` train
    examples, then dev scoring and test prediction) against a re-creation of the CLUE-bert4keras scripts
    (scripts/bench_bert4keras.py), both loading the same random Google-format checkpoint;
@@ -36,7 +37,7 @@ SHARED = REPO.parent / "shared"
 PYTHON = sys.executable
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_report import BERT4KERAS, render, summary  # noqa: E402
+from bench_report import BERT4KERAS, BERT4KERAS_ADAFACTOR, OURS_ADAFACTOR, render, summary  # noqa: E402
 from clue.submission import write_atomic  # noqa: E402
 
 LEGACY = {"TF_USE_LEGACY_KERAS": "1", "TF_KERAS": "1"}   # bert4keras runs on tf_keras
@@ -57,6 +58,8 @@ IMPLEMENTATIONS = [
     ("ours, PyTorch", "step", {"KERAS_BACKEND": "torch"}, {"jit": False}),
     ("bert4keras 0.11.5, tf_keras", "legacy", {}, {}),
     ("transformers, PyTorch", "hf", {}, {}),
+    (OURS_ADAFACTOR, "step", {"KERAS_BACKEND": "tensorflow"}, {"jit": False, "optimizer": "adafactor"}),
+    (BERT4KERAS_ADAFACTOR, "legacy", {}, {"optimizer": "adafactor"}),
 ]
 
 # End to end, both pipelines: the task scripts' defaults for tnews/ocnli (the baselines'), given explicitly
@@ -68,7 +71,8 @@ SETTINGS = {
                  token_sets=None, profile_shapes=[(128, 8), (25, 32)],
                  peak_sizes=[(1024, 768, 3072), (1024, 3072, 768), (2048, 2048, 2048), (3072, 3072, 3072)]),
     # CI: every kind of process once, on a 2-layer width-64 model; the figures mean nothing
-    "smoke": dict(config=TINY, shapes=[(32, 4)], implementations=["ours, TensorFlow", BERT4KERAS],
+    "smoke": dict(config=TINY, shapes=[(32, 4)],
+                  implementations=["ours, TensorFlow", BERT4KERAS, OURS_ADAFACTOR, BERT4KERAS_ADAFACTOR],
                   tasks=("tnews",), limit=64, repeat=3, e2e_repeat=1, keep_outputs=True, texts=200,
                   token_sets=("tnews sentence", "ocnli pair"), profile_shapes=[(32, 4)],
                   peak_sizes=[(256, 256, 256)]),
@@ -166,7 +170,7 @@ def measure_steps(run, setting, config_path, skip=()):
         for name, runner, env, options in IMPLEMENTATIONS:
             if name not in setting["implementations"]:
                 continue
-            row = {"name": name, "seq": seq, "batch": batch}
+            row = {"name": name, "seq": seq, "batch": batch, "optimizer": options.get("optimizer", "adam")}
             needs = {"hf": ["torch", "transformers"], "legacy": ["bert4keras", "tf_keras"],
                      "step": [env.get("KERAS_BACKEND", "tensorflow")]}[runner]   # backend = its module
             missing = [m for m in needs if not installed(m)]
@@ -303,7 +307,8 @@ def main(argv=None):
                         help="merge the items run into the existing --json results and re-render --out from them "
                              "(the other items keep their figures; the report says which items ran when)")
     parser.add_argument("--tasks", nargs="+", choices=("tnews", "ocnli"), help="end-to-end tasks (default both)")
-    parser.add_argument("--skip", nargs="*", default=[], help="item-1 implementations to leave out (by name)")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        help="item-1 implementations to leave out (by name; --update keeps their earlier figures)")
     parser.add_argument("--out", help="markdown report (default docs/benchmark.md; none with --smoke)")
     parser.add_argument("--json", help="raw results (default docs/benchmark.json; none with --smoke)")
     parser.add_argument("--work", help="folder for checkpoints, logs and outputs (default: a temporary one)")
@@ -343,7 +348,12 @@ def main(argv=None):
         if "peak" in only:
             results["peak"] = measure_peak(run, setting)
         if "steps" in only:
-            results["steps"] = measure_steps(run, setting, model_dir / "bert_config.json", args.skip)
+            steps = measure_steps(run, setting, model_dir / "bert_config.json", args.skip)
+            if args.update:   # implementations left out with --skip keep their earlier figures
+                earlier = {(r["name"], r["seq"]): r for r in results.get("steps", [])}
+                steps = [earlier.get((r["name"], r["seq"]), r) if r.get("skipped") == "skipped" else r
+                         for r in steps]
+            results["steps"] = steps
         if "profile" in only:
             results["profile"] = measure_profile(run, setting)
         if "e2e" in only:
