@@ -1,13 +1,13 @@
 """The flow the seven classification tasks share, as the bert4keras CLUE baselines write it:
-load data -> batches -> encoder + pooled softmax head -> fit keeping the best dev epoch -> predict the
-test files -> write label files.
+load data -> batches -> encoder + pooled softmax head -> fit keeping the best dev epoch -> predict dev and
+the test files -> write label files (``clue.predictions`` keeps the probabilities beside them).
 
 A task script (tasks/afqmc.py ...) supplies only what is its own: the fields it reads and ``frame``, which
 turns a record into one text or a pair of texts. To try another head or decoding, copy this function
 into the script and edit it there.
 """
 
-from clue import cli, heads, metrics, submission, training
+from clue import cli, heads, metrics, predictions, training
 
 
 def main(task, fields, frame, argv=None):
@@ -29,10 +29,10 @@ def main(task, fields, frame, argv=None):
     # fit, keeping the best dev epoch (or load it: --mode eval / predict)
     score = training.fit(model, train, evaluate, run)
 
-    # predict each test file with the best weights; the leaderboard wants label strings
-    for test_file, out in run.outputs():
-        test = run.read(test_file, fields)
-        probs = training.predict(model, run.batches(run.examples(test, frame)))
-        submission.write_labels(out, [r["id"] for r in test], [labels[i] for i in probs.argmax(-1)])
-        print(f"wrote {out} ({len(test)} lines)")
+    # predict dev and each test file with the best weights: label strings, the probabilities kept beside
+    for split, out in run.outputs():
+        records = run.read(split, fields)
+        probs = training.predict(model, run.batches(run.examples(records, frame)))
+        predictions.Labels.of(records, probs, labels).write(out)
+        print(f"wrote {out} ({len(records)} lines)")
     return score

@@ -157,10 +157,13 @@ class Run:
                        bucket=BUCKET, multiple=MULTIPLE.get(keras.backend.backend(), 1))
 
     def outputs(self):
-        """[(test file, leaderboard file path)] to predict; none in --mode eval."""
-        if self.args.mode == "eval":
-            return []
-        return [(test, self.dirs.results / name) for test, name in self.test_outputs]
+        """[(split, prediction file)] to predict with the best weights: "dev" first (results/dev/, for the
+        record and a seeds' ensemble; not in --mode predict), then each test file (not in --mode eval)."""
+        from clue.predictions import dev_path
+
+        dev = [] if self.args.mode == "predict" else [("dev", dev_path(self.dirs.results, self.task.name))]
+        tests = [] if self.args.mode == "eval" else [(t, self.dirs.results / name) for t, name in self.test_outputs]
+        return dev + tests
 
     def encoder(self, **options):
         from clue.models import build_from_spec

@@ -118,14 +118,27 @@ def token_span(spans, start, end):
     return (inside[0], inside[-1]) if inside else None
 
 
-def best_span(scores, skip_first=True):
-    """(start, end, score) of the highest-scoring pair in a (len, len) array; [CLS] excluded by default."""
-    scores = np.array(scores, dtype="float32")
-    if skip_first:
-        scores[0, :] = scores[:, 0] = -np.inf
-    flat = int(np.argmax(scores))
-    start, end = divmod(flat, scores.shape[1])
-    return start, end, float(scores[start, end])
+NBEST = 20   # spans kept per cmrc2018 question for a seeds' ensemble (as BERT's run_squad n_best_size)
+
+
+def top_spans(table, k=NBEST):
+    """[(start, end, score)] of the ``k`` highest-scoring allowed pairs of a (len, len) score table, best
+    first (ties: the first in row-major order first); [CLS] (position 0) and masked pairs are never spans."""
+    table = np.array(table, dtype="float32")
+    table[0, :] = table[:, 0] = -np.inf
+    flat = table.ravel()
+    allowed = np.flatnonzero(flat > NEG / 2)
+    if len(allowed) > k:
+        allowed = allowed[np.argpartition(-flat[allowed], k - 1)[:k]]
+    allowed = allowed[np.lexsort((allowed, -flat[allowed]))]
+    return [(*divmod(int(i), table.shape[1]), float(flat[i])) for i in allowed]
+
+
+def top_listed(found, k=NBEST):
+    """(the ``k`` best of ``found`` [(start, end, score)] with a finite score, best first, ties in their
+    order; the score of the next one, or -inf when there is none)."""
+    ranked = sorted((f for f in found if np.isfinite(f[2])), key=lambda f: -f[2])
+    return ranked[:k], ranked[k][2] if len(ranked) > k else -np.inf
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -173,11 +186,35 @@ def cmrc_windows(tokenizer, question, context, answer=None, maxlen=512, stride=1
         first += min(stride, room)
 
 
-def window_answer(context, c_spans, window, start, end):
-    """The context text of window positions start..end (positions of the whole sequence)."""
-    first = c_spans[start - window["offset"] + window["first"]][0]
-    last = c_spans[end - window["offset"] + window["first"]][1]
-    return context[first:last + 1]
+def window_chars(c_spans, window, start, end):
+    """(first, last) character of the context covered by window positions start..end (positions of the
+    whole sequence)."""
+    return (c_spans[start - window["offset"] + window["first"]][0],
+            c_spans[end - window["offset"] + window["first"]][1])
+
+
+def cmrc_nbest(windows, tops, questions, k=NBEST):
+    """Each question's ``k`` best character spans over its windows (``tops``: each window's ``top_spans``),
+    a span found in several windows scored by its best window, as arrays for ``clue.predictions.Answers``:
+    starts, ends (questions, k) inclusive characters (-1 where fewer), scores (descending, -inf where
+    fewer), and bound: no unlisted span scores higher (the k-th score; -inf when every span is listed:
+    a window with k or more allowed pairs alone lists k spans)."""
+    best = [{} for _ in range(questions)]
+    for window, found in zip(windows, tops):
+        spans = best[window["question"]]
+        for start, end, score in found:
+            chars = window_chars(window["c_spans"], window, start, end)
+            if score > spans.get(chars, -np.inf):
+                spans[chars] = score
+    starts, ends = np.full((questions, k), -1, np.int32), np.full((questions, k), -1, np.int32)
+    scores, bound = np.full((questions, k), -np.inf, np.float32), np.full(questions, -np.inf, np.float32)
+    for q, spans in enumerate(best):
+        kept, _ = top_listed([(a, b, s) for (a, b), s in spans.items()], k)
+        for i, (a, b, s) in enumerate(kept):
+            starts[q, i], ends[q, i], scores[q, i] = a, b, s
+        if len(kept) == k:
+            bound[q] = kept[-1][2]
+    return starts, ends, scores, bound
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -206,10 +243,13 @@ def ner_labels(example, heads, length):
     return target
 
 
-def positive_spans(scores):
-    """(type, start, end) of every pair scored above 0 in a (heads, len, len) table: the entities (the
-    head already excludes [CLS], [SEP], padding and end < start)."""
-    return np.argwhere(np.asarray(scores) > 0)
+def pointer_table(scores):
+    """The (heads, n(n+1)/2) scores of every pair start <= end of an example's n text tokens (positions
+    1..n) from its (heads, len, len) table; n is read from the mask (text positions may pair with themselves)."""
+    scores = np.asarray(scores)
+    n = int((np.diagonal(scores[0]) > NEG / 2).sum())
+    firsts, lasts = np.triu_indices(n)
+    return scores[:, firsts + 1, lasts + 1]
 
 
 def ner_decode(found, text, where, types):
@@ -269,15 +309,3 @@ def predict_each(model, batches, reduce):
     for position, example in enumerate(batches.order):
         ordered[example] = results[position]
     return ordered
-
-
-def cmrc_answers(records, windows, best):
-    """One answer text per question: the best-scoring span over its windows (``best`` is the
-    (start, end, score) of each window); "" for a question none of whose windows has a span."""
-    answers = {}
-    for window, (start, end, score) in zip(windows, best):
-        q = window["question"]
-        if np.isfinite(score) and score > answers.get(q, (-np.inf, ""))[0]:
-            text = window_answer(records[q]["context"], window["c_spans"], window, start, end)
-            answers[q] = (score, text)
-    return [answers.get(q, (0.0, ""))[1] for q in range(len(records))]

@@ -11,7 +11,7 @@ Reads CLUE's d-/m-{train,dev}.json, test1.1.json, test1.0.json, or the upstream 
     python tasks/c3.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
 """
 
-from clue import choices, cli, metrics, submission, training
+from clue import choices, cli, metrics, predictions, training
 from clue.data import load_c3
 
 TASK = "c3"
@@ -40,20 +40,20 @@ def main(argv=None):
     # head: [CLS] vector -> Dense(1) per choice -> softmax over the choices
     model = choices.choice_model(run.encoder(), NUM_CHOICES, args.pooling, seed=args.seed)
 
-    def predict(found):
-        return training.predict(model, batches(found)).argmax(-1)
+    def predict(found):   # the choice probabilities of each question
+        return training.predict(model, batches(found))
 
     def evaluate(model):
-        return metrics.accuracy([label for _, label in dev], predict(dev))
+        return metrics.accuracy([label for _, label in dev], predict(dev).argmax(-1))
 
     # fit, keeping the best dev epoch (or load it: --mode eval / predict)
     training.fit(model, batches(train, shuffle=True) if train else None, evaluate, run)
 
-    # predict each test file with the best weights; the label is the choice index as a string
-    for test_file, out in run.outputs():
-        test = run.load(test_file, load)
-        submission.write_labels(out, [r["id"] for r in test], predict(examples(test)))
-        print(f"wrote {out} ({len(test)} lines)")
+    # predict dev and each test file with the best weights; the label is the choice index as a string
+    for split, out in run.outputs():
+        records = run.load(split, load)
+        predictions.Labels.of(records, predict(examples(records)), run.task.labels).write(out)
+        print(f"wrote {out} ({len(records)} lines)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ one JSON object {"#idiomNNNNNN#": candidate index}.
     python tasks/chid.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
 """
 
-from clue import choices, cli, metrics, submission, training
+from clue import choices, cli, metrics, predictions, training
 from clue.data import load_chid
 
 TASK = "chid"
@@ -47,22 +47,20 @@ def main(argv=None):
     # head: [CLS] vector -> Dense(1) per candidate -> softmax over the candidates
     model = choices.choice_model(run.encoder(), NUM_CHOICES, args.pooling, seed=args.seed)
 
-    def predict(records, found):
-        probs = training.predict(model, batches(found))
-        return choices.assign_groups([r["group"] for r in records], probs)
+    def predict(records, found):   # candidate probabilities; the line's blanks share them out (decode)
+        return predictions.Assignment.of(records, training.predict(model, batches(found)))
 
     def evaluate(model):
-        return metrics.accuracy([r["label"] for r in dev], predict(dev, dev_examples))
+        return metrics.accuracy([r["label"] for r in dev], predict(dev, dev_examples).decode())
 
     # fit, keeping the best dev epoch (or load it: --mode eval / predict)
     training.fit(model, batches(train, shuffle=True) if train else None, evaluate, run)
 
-    # predict each test file with the best weights: {blank: candidate index}
-    for test_file, out in run.outputs():
-        test = read(test_file)
-        picks = predict(test, examples(test))
-        submission.write_object(out, {r["id"]: int(p) for r, p in zip(test, picks)})
-        print(f"wrote {out} ({len(test)} blanks)")
+    # predict dev and each test file with the best weights: {blank: candidate index}
+    for split, out in run.outputs():
+        records = read(split)
+        predict(records, examples(records)).write(out)
+        print(f"wrote {out} ({len(records)} blanks)")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ entity strings of each sentence, macro average over the types). Writes results/c
     python tasks/cluener.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
 """
 
-from clue import cli, metrics, spans, submission, training
+from clue import cli, metrics, predictions, spans, training
 from clue.data import CLUENER_TYPES, load_cluener
 
 TASK = "cluener"
@@ -36,23 +36,22 @@ def main(argv=None):
     # head: one GlobalPointer head per entity type over the encoder's last layer
     model = spans.span_model(run.encoder(), heads=len(TYPES), seed=args.seed)
 
-    def predict(records, found):
-        positives = spans.predict_each(model, batches(found), spans.positive_spans)
-        return [spans.ner_decode(p, r["text"], e["spans"], TYPES) for p, r, e in zip(positives, records, found)]
+    def predict(records, found):   # every pair's score per type; the pairs above 0 are the entities (decode)
+        tables = spans.predict_each(model, batches(found), spans.pointer_table)
+        return predictions.Entities.of(records, found, tables, TYPES)
 
     def evaluate(model):
-        return metrics.cluener_f1([r["label"] for r in dev], predict(dev, dev_examples))
+        return metrics.cluener_f1([r["label"] for r in dev], predict(dev, dev_examples).decode())
 
     # fit, keeping the best dev epoch (or load it: --mode eval / predict)
     training.fit(model, batches(train, shuffle=True) if train else None, evaluate, run,
                  loss=spans.span_multilabel_crossentropy)
 
-    # predict each test file with the best weights, one line per sentence in file order
-    for test_file, out in run.outputs():
-        test = run.load(test_file, load_cluener)
-        labels = predict(test, examples(test))
-        submission.write_lines(out, ({"id": r["id"], "label": label} for r, label in zip(test, labels)))
-        print(f"wrote {out} ({len(test)} lines)")
+    # predict dev and each test file with the best weights, one line per sentence in file order
+    for split, out in run.outputs():
+        records = run.load(split, load_cluener)
+        predict(records, examples(records)).write(out)
+        print(f"wrote {out} ({len(records)} lines)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ results/cmrc2018_predict.json, one JSON object {question_id: answer_text}.
     python tasks/cmrc2018.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
 """
 
-from clue import cli, metrics, spans, submission, training
+from clue import cli, metrics, predictions, spans, training
 from clue.data import load_cmrc2018
 
 TASK = "cmrc2018"
@@ -44,12 +44,12 @@ def main(argv=None):
     # head: one GlobalPointer over the encoder's last layer; softmax over all (start, end) pairs
     model = spans.span_model(run.encoder(), heads=1, seed=args.seed)
 
-    def predict(records, found):
-        best = spans.predict_each(model, batches(found), lambda scores: spans.best_span(scores[0]))
-        return spans.cmrc_answers(records, found, best)
+    def predict(records, found):   # each question's best spans over its windows; the first is the answer
+        tops = spans.predict_each(model, batches(found), lambda scores: spans.top_spans(scores[0]))
+        return predictions.Answers.of(records, *spans.cmrc_nbest(found, tops, len(records)))
 
     def evaluate(model):
-        golds, preds = [r["answers"] for r in dev], predict(dev, dev_windows)
+        golds, preds = [r["answers"] for r in dev], predict(dev, dev_windows).decode()
         print(f"dev F1 {metrics.cmrc2018_f1(golds, preds):.2%}", flush=True)
         return metrics.cmrc2018_em(golds, preds)
 
@@ -57,12 +57,11 @@ def main(argv=None):
     training.fit(model, batches(train, shuffle=True) if train else None, evaluate, run,
                  loss=spans.span_crossentropy)
 
-    # predict each test file with the best weights: {question id: answer text}
-    for test_file, out in run.outputs():
-        test = run.load(test_file, load_cmrc2018)
-        answers = predict(test, windows(test))
-        submission.write_object(out, {r["id"]: a for r, a in zip(test, answers)})
-        print(f"wrote {out} ({len(test)} answers)")
+    # predict dev and each test file with the best weights: {question id: answer text}
+    for split, out in run.outputs():
+        records = run.load(split, load_cmrc2018)
+        predict(records, windows(records)).write(out)
+        print(f"wrote {out} ({len(records)} answers)")
 
 
 if __name__ == "__main__":
