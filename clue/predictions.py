@@ -44,9 +44,20 @@ def scores_path(path):
     return path.with_name(f"{path.stem}.scores.npz")
 
 
+def dev_name(task_name):
+    """The dev predictions of a task, inside a results folder."""
+    return f"dev/{task_name}_dev.json"
+
+
 def dev_path(results, task_name):
-    """The dev predictions of a task inside a results folder: ``dev/<task>_dev.json``."""
-    return Path(results) / "dev" / f"{task_name}_dev.json"
+    return Path(results) / dev_name(task_name)
+
+
+def file_names(task):
+    """Every prediction file a run of ``task`` writes (relative to results/): the dev predictions, the
+    leaderboard files, and the scores of each."""
+    names = [dev_name(task.name), *task.output_names()]
+    return [n for name in names for n in (name, str(scores_path(Path(name))))]
 
 
 def record_ids(records):
