@@ -52,14 +52,22 @@ def parse(spec, parser):
         if len(set(values)) < len(values):
             raise GridError(f"--grid: {key} repeats a value ({','.join(values)})")
         for value in values:
-            try:
-                parser.parse_args([action.option_strings[-1], value])
-            except SystemExit:
-                raise GridError(f"--grid: {action.option_strings[-1]} {value!r} is not a valid value") from None
+            check(action, value)
         axes.append((dest, values))
     if not axes:
         raise GridError("--grid: no flag given (write 'lr=1e-5,2e-5 batch_size=16,32', or paddlenlp)")
     return axes
+
+
+def check(action, value):
+    """Raise GridError unless ``value`` is one the flag of argparse ``action`` takes."""
+    flag = action.option_strings[-1]
+    try:
+        converted = action.type(value) if action.type else value
+    except (TypeError, ValueError):
+        raise GridError(f"--grid: {flag} {value!r} is not a valid value") from None
+    if action.choices is not None and converted not in action.choices:
+        raise GridError(f"--grid: {flag} {value!r} is not one of {', '.join(map(str, action.choices))}")
 
 
 def axes_for(spec, task, parser):
