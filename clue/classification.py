@@ -10,9 +10,10 @@ into the script and edit it there.
 from clue import cli, heads, metrics, predictions, training
 
 
-def main(task, fields, frame, argv=None):
-    """Train (or eval/predict, per ``--mode``) ``task`` and write its leaderboard files; returns the dev score."""
-    run = cli.start(task, argv)
+def main(task, fields, frame, argv=None, run=None):
+    """Train (or eval/predict, per ``--mode``) ``task`` and write its leaderboard files; returns the dev score.
+    ``run``: a ``cli.start`` the script already made (to pick its framing by the encoder family)."""
+    run = run or cli.start(task, argv)
     labels, args = run.task.labels, run.args
 
     # data -> (token_ids, segment_ids), label index -> padded batches, shuffled per epoch for training

@@ -249,10 +249,12 @@ def load_cmrc2018(path):
 
 
 def load_c3(paths):
-    """C3 files (a list of [dialogue lines, questions, document id]) -> one record per question.
+    """C3 files (a list of [dialogue lines, questions, document id]; CLUE's test1.0/test1.1 have no
+    document id) -> one record per question.
 
     ``paths``: one file or several (CLUE's d- and m- parts). Record: id (the question's own "id" when the
-    file has one, else its index across the files, from 0), doc_id, context (list of lines), question,
+    file has one, else its index across the files, from 0), doc_id (the document's id, else
+    "<file name>:<index>"), context (list of lines), question,
     choices, answer (None in a test file) and label (index of answer in choices, None in a test file).
     """
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
@@ -261,7 +263,7 @@ def load_c3(paths):
         where_is = _Lines(read_text(path))
         for d, item in enumerate(_expect(load_json(path), list, path, 1, "top level")):
             where = f"document [{d}]"
-            doc_id = item[2] if isinstance(item, list) and len(item) > 2 else None
+            doc_id = item[2] if isinstance(item, list) and len(item) > 2 else f"{Path(path).name}:{d}"
             first = item[0][0] if isinstance(item, list) and item and isinstance(item[0], list) and item[0] else None
             line = where_is.of(first)  # the id comes after the questions: locate the first dialogue line
             if not isinstance(item, list) or len(item) < 2:

@@ -1,13 +1,15 @@
 """Task heads on top of the encoder's last hidden states.
 
 Classification as the bert4keras CLUE baselines: pool the last layer ([CLS] by default, masked mean or max
-as options), then a softmax Dense initialised like the encoder.
+as options), then a softmax Dense initialised like the encoder (``clue.layers.head_initializer``: RoFormerV2
+has its own initializer).
 """
 
 import keras
 from keras import ops
 
-from clue.models import encoder_info, kernel_initializer
+from clue.layers import head_initializer
+from clue.models import encoder_info
 
 
 @keras.saving.register_keras_serializable(package="clue")
@@ -43,5 +45,5 @@ def classifier(encoder, num_classes, pooling="cls", seed=None):
     token_ids = encoder.inputs[0]
     vector = Pooling(pooling, name="pooling")(encoder.outputs[0], token_ids)
     probs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier",
-                               kernel_initializer=kernel_initializer(info["initializer_range"], seed))(vector)
+                               kernel_initializer=head_initializer(info, seed))(vector)
     return keras.Model(encoder.inputs, probs, name=f"{encoder.name}_classifier")

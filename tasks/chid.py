@@ -3,6 +3,8 @@
 Framing as the bert4keras CLUE baseline: one sub-problem per blank, each candidate read with the context
 around the blank, [CLS] idiom [SEP] left context [marker] right context [SEP] (--maxlen 64; the passage's
 other blanks become [MASK]s), scored by the [CLS] vector and a Dense(1), softmax over the 10 candidates.
+RoFormerV2's recipe frames [CLS] left [SEP] idiom [SEP] right [SEP] instead, the other blanks written
+"_____" and the two sides cut to --maxlen - 8 characters together.
 The blanks of one line share its candidates, so their picks are made together by the Hungarian assignment
 (no idiom used twice). Dev metric accuracy. Writes results/chid11_predict.json (chid10 from test1.0.json),
 one JSON object {"#idiomNNNNNN#": candidate index}.
@@ -29,9 +31,13 @@ def main(argv=None):
         contexts, out = {}, []   # contexts of every blank of a passage, made once per passage
         for r in records:
             passage = (r["group"], r["passage"])
-            if passage not in contexts:
-                contexts[passage] = choices.blank_contexts(tokenizer, r["text"], args.maxlen - 7)
-            ids = choices.chid_choices(tokenizer, r["candidates"], contexts[passage][r["id"]], args.maxlen)
+            if run.spec.family == "roformer_v2":   # RoFormerV2's clue/chid.py: the idiom between the sides
+                left, right = choices.blank_sides(r["text"], r["id"], args.maxlen - 8)
+                ids = choices.idiom_between(tokenizer, r["candidates"], left, right)
+            else:
+                if passage not in contexts:
+                    contexts[passage] = choices.blank_contexts(tokenizer, r["text"], args.maxlen - 7)
+                ids = choices.chid_choices(tokenizer, r["candidates"], contexts[passage][r["id"]], args.maxlen)
             out.append((ids, r["label"] or 0))
         return out
 

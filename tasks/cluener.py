@@ -1,10 +1,11 @@
 """CLUENER2020: fine-grained named entities in news sentences, 10 types (address, book, company, ...).
 
 Framing as the bert4keras CLUE baseline: [CLS] text [SEP] -> a GlobalPointer with one head per entity
-type scoring every (start, end) token pair; the multi-label loss pushes entities above 0 and the rest
-below, and every span scored above 0 is kept. Dev metric: the official CLUENER score (per type F1 over the
-entity strings of each sentence, macro average over the types). Writes results/cluener_predict.json, lines
-{"id": ..., "label": {type: {entity: [[start, end], ...]}}} with inclusive character offsets.
+type scoring every (start, end) token pair (RoFormerV2's recipe: an EfficientGlobalPointer); the multi-label
+loss pushes entities above 0 and the rest below, and every span scored above 0 is kept. Dev metric: the
+official CLUENER score (per type F1 over the entity strings of each sentence, macro average over the types).
+Writes results/cluener_predict.json, lines {"id": ..., "label": {type: {entity: [[start, end], ...]}}} with
+inclusive character offsets.
 
     python tasks/cluener.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
 """
@@ -33,8 +34,10 @@ def main(argv=None):
     dev = run.load("dev", load_cluener)
     dev_examples = examples(dev)
 
-    # head: one GlobalPointer head per entity type over the encoder's last layer
-    model = spans.span_model(run.encoder(), heads=len(TYPES), seed=args.seed)
+    # head: one GlobalPointer head per entity type over the encoder's last layer; RoFormerV2's recipe shares
+    # one query and key among the heads (EfficientGlobalPointer)
+    model = spans.span_model(run.encoder(), heads=len(TYPES), seed=args.seed,
+                             efficient=run.spec.family == "roformer_v2")
 
     def predict(records, found):   # every pair's score per type; the pairs above 0 are the entities (decode)
         tables = spans.predict_each(model, batches(found), spans.pointer_table)

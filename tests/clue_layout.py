@@ -1,7 +1,8 @@
 """A CLUE-layout data folder for the classification task tests, made at test time from ../shared/clue_data.
 
-Where the shared data has the file it is linked; where a split is missing it is cut from another one:
-afqmc, iflytek and csl train on the first part of dev and keep the rest as dev; tnews gets test.json and
+Where the shared data has the file it is linked (afqmc and csl train on their real train sets, cluewsc2020
+has both test sets); where a split is missing it is cut from another one: iflytek trains on the first part
+of dev and keeps the rest as dev; tnews gets test.json and
 test1.0.json made from dev lines (labels removed, ids added); cmnli, absent altogether, gets a fixture in
 its documented format (sentence1, sentence2, label with "-" rows; test lines with ids) cut from OCNLI.
 Nothing here is committed: the folder lives in pytest's tmp_path.
@@ -43,9 +44,11 @@ def build(shared, root):
     shared, root = Path(shared), Path(root)
     for task in ("afqmc", "tnews", "iflytek", "cmnli", "ocnli", "cluewsc2020", "csl"):
         (root / task).mkdir(parents=True, exist_ok=True)
-    for task, size in (("afqmc", 1000), ("iflytek", 1300), ("csl", 1500)):
-        _split_dev(shared / task, root / task, size)
-        _link(shared / task / "test.json", root / task / "test.json")
+    for task in ("afqmc", "csl"):
+        for name in ("train.json", "dev.json", "test.json"):
+            _link(shared / task / name, root / task / name)
+    _split_dev(shared / "iflytek", root / "iflytek", 1300)
+    _link(shared / "iflytek" / "test.json", root / "iflytek" / "test.json")
     _link(shared / "iflytek" / "labels.json", root / "iflytek" / "labels.json")
 
     for name in ("train.json", "dev.json", "labels.json"):
@@ -57,7 +60,7 @@ def build(shared, root):
 
     for name in ("train.50k.json", "dev.json", "test.json"):
         _link(shared / "ocnli" / name, root / "ocnli" / name)
-    for name in ("train.json", "dev.json", "test.json"):
+    for name in ("train.json", "dev.json", "test.json", "test1.0.json"):
         _link(shared / "cluewsc2020" / name, root / "cluewsc2020" / name)
 
     # cmnli: the documented format, cut from OCNLI (dev has "-" rows among its first 300)

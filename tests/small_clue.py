@@ -3,9 +3,10 @@
 Every split is a few dozen real records so that the task scripts, run with ``--limit`` no smaller than
 these sizes, predict every line of every test file (a submission is checked against the whole test file).
 Whole files are symlinked; cut files are written into the test's tmp_path (never committed). Splits the
-shared data lacks are cut from another split: train from dev (afqmc, iflytek, csl), a tnews test set from
-dev lines without labels, a cmrc2018 test set from dev articles without answers, a c3 ``test1.1.json``
-from upstream test documents without answers; chid is the generated fixture.
+shared data lacks are cut from another split: iflytek's train from its dev, a tnews test set from dev lines
+without labels; chid is the generated fixture. The rest come from the real files: afqmc, csl and cmrc2018
+train sets, CLUE's unlabelled cmrc2018 and c3 test sets (c3 test1.1 and test1.0), and cluewsc2020's
+version 1.1 and 1.0 test sets.
 """
 
 import json
@@ -39,47 +40,35 @@ def _unlabelled(lines, drop, first_id):
     return rows
 
 
-def _articles(doc, questions, answers=True):
+def _articles(doc, questions):
     """The first articles of a SQuAD-style file holding about ``questions`` questions."""
     out, count = [], 0
     for article in doc["data"]:
         if count >= questions:
             break
-        article = json.loads(json.dumps(article))
-        for paragraph in article["paragraphs"]:
-            count += len(paragraph["qas"])
-            if not answers:
-                for qa in paragraph["qas"]:
-                    qa.pop("answers", None)
+        count += sum(len(paragraph["qas"]) for paragraph in article["paragraphs"])
         out.append(article)
     return {**doc, "data": out}
 
 
-def _c3_docs(path, questions, answers=True, first_id=None):
+def _c3_docs(path, questions):
+    """The first documents of a C3 file holding about ``questions`` questions, as they are."""
     docs, count = [], 0
     for doc in json.loads(Path(path).read_text(encoding="utf-8")):
         if count >= questions:
             break
-        qs = []
-        for q in doc[1]:
-            q = dict(q)
-            if not answers:
-                q.pop("answer", None)
-                q["id"] = first_id + count
-            qs.append(q)
-            count += 1
-        docs.append([doc[0], qs, doc[2]])
+        docs.append(doc)
+        count += len(doc[1])
     return docs
 
 
 def build(shared, root, size=SIZE):
     """Create ``root/<task>/`` for the nine CLUE 1.1 tasks and cluener; returns ``root``."""
     shared, root = Path(shared), Path(root)
-    for task in ("afqmc", "iflytek", "csl"):   # no train set in the shared data: the start of dev
-        dev = _lines(shared / task / "dev.json")
-        _write_lines(root / task / "train.json", dev[:size])
-        _write_lines(root / task / "dev.json", dev[size:2 * size])
-        _write_lines(root / task / "test.json", _lines(shared / task / "test.json")[:size])
+    dev = _lines(shared / "iflytek" / "dev.json")   # no train set in the shared data: the start of dev
+    _write_lines(root / "iflytek" / "train.json", dev[:size])
+    _write_lines(root / "iflytek" / "dev.json", dev[size:2 * size])
+    _write_lines(root / "iflytek" / "test.json", _lines(shared / "iflytek" / "test.json")[:size])
     for task in ("tnews", "iflytek"):
         (root / task).mkdir(parents=True, exist_ok=True)
         (root / task / "labels.json").symlink_to((shared / task / "labels.json").resolve())
@@ -87,21 +76,24 @@ def build(shared, root, size=SIZE):
     _write_lines(root / "tnews" / "train.json", _lines(shared / "tnews" / "train.json")[:size])
     _write_lines(root / "tnews" / "dev.json", tnews[:size])
     _write_lines(root / "tnews" / "test.json", _unlabelled(tnews[-size:], ("label", "label_desc"), 7000))
-    for task, train in (("ocnli", "train.50k.json"), ("cluewsc2020", "train.json"), ("cluener", "train.json")):
+    for task, train in (("afqmc", "train.json"), ("csl", "train.json"), ("ocnli", "train.50k.json"),
+                        ("cluewsc2020", "train.json"), ("cluener", "train.json")):
         _write_lines(root / task / train, _lines(shared / task / train)[:size])
         _write_lines(root / task / "dev.json", _lines(shared / task / "dev.json")[:size])
         _write_lines(root / task / "test.json", _lines(shared / task / "test.json")[:size])
+    _write_lines(root / "cluewsc2020" / "test1.0.json", _lines(shared / "cluewsc2020" / "test1.0.json")[:size])
 
-    cmrc = json.loads((shared / "cmrc2018" / "cmrc2018_dev.json").read_text(encoding="utf-8"))
-    trial = json.loads((shared / "cmrc2018" / "cmrc2018_trial.json").read_text(encoding="utf-8"))
-    _write_json(root / "cmrc2018" / "train.json", _articles(trial, size))
-    _write_json(root / "cmrc2018" / "dev.json", _articles(cmrc, size))
-    _write_json(root / "cmrc2018" / "test.json", _articles({**cmrc, "data": cmrc["data"][-40:]}, size, False))
+    def cmrc(name):
+        return json.loads((shared / "cmrc2018" / f"cmrc2018_{name}.json").read_text(encoding="utf-8"))
+
+    for split in ("train", "dev", "test"):   # the test file keeps its FAKE_ANSWER placeholders, as released
+        _write_json(root / "cmrc2018" / f"{split}.json", _articles(cmrc(split), size))
 
     for part in ("d", "m"):
         _write_json(root / "c3" / f"{part}-train.json", _c3_docs(shared / "c3" / f"c3-{part}-train.json", size // 2))
         _write_json(root / "c3" / f"{part}-dev.json", _c3_docs(shared / "c3" / f"c3-{part}-dev.json", size // 2))
-    _write_json(root / "c3" / "test1.1.json", _c3_docs(shared / "c3" / "c3-d-test.json", size, False, 1000))
+    for name in ("test1.1.json", "test1.0.json"):
+        _write_json(root / "c3" / name, _c3_docs(shared / "c3" / name, size))
 
     make_chid(root / "chid", sizes=(("train", 8), ("dev", 4), ("test1.1", 4)))
     return root

@@ -11,10 +11,12 @@ from clue.paths import MissingPathError
 
 
 def readme_counts(clue_data_dir):
-    """{"task/file.json": "4316 JSON lines" | "848 articles, 3219 questions" | ...} from the README."""
+    """{"task/file.json": "4316 JSON lines" | "848 articles, 3219 questions" | ...} from the README's
+    per-file provenance list, a trailing "(note)" cut off; every "### file" heading must have a count."""
     text = (clue_data_dir / "README.md").read_text(encoding="utf-8")
     found = re.findall(r"^### (\S+)\n(?:- .*\n)*?- bytes: [\d,]+; records: ([^;\n]+)", text, re.M)
-    return {name: count.strip() for name, count in found}
+    assert [name for name, _ in found] == re.findall(r"^### (\S+)$", text, re.M), "a file without a count"
+    return {name: re.sub(r"\s*\(.*\)$", "", count.strip()) for name, count in found}
 
 
 def load_counted(path, clue_data_dir, capsys):
@@ -25,7 +27,7 @@ def load_counted(path, clue_data_dir, capsys):
         return f"{len(data.load_labels(path))} JSON lines"
     if task == "cmrc2018":
         records = data.load_cmrc2018(path)
-        return f"{len({r['article_id'] for r in records})} articles, {len(records)} questions (SQuAD-style)"
+        return f"{len({r['article_id'] for r in records})} articles, {len(records)} questions"
     if task == "c3":
         records = data.load_c3(path)
         return f"{len({r['doc_id'] for r in records})} documents, {len(records)} questions"
@@ -53,8 +55,11 @@ def load_counted(path, clue_data_dir, capsys):
 
 def test_every_shared_file_has_its_readme_count(clue_data_dir, capsys):
     counts = readme_counts(clue_data_dir)
+    on_disk = {str(p.relative_to(clue_data_dir)) for p in clue_data_dir.rglob("*")
+                if p.is_file() and p.parent != clue_data_dir}
+    assert set(counts) == on_disk   # the README lists every staged file, and every listed file is there
     counted = {name: c for name, c in counts.items() if c != "not counted"}
-    assert len(counts) == 37 and len(counted) == 34  # every file of the README's provenance list
+    assert all(name.endswith(".json") for name in counted) and len(counted) >= 34
     for name, expected in counted.items():
         assert load_counted(clue_data_dir / name, clue_data_dir, capsys) == expected, name
 
@@ -87,7 +92,7 @@ def test_task_files_on_the_shared_data(clue_data_dir):
     assert data.task_files("ocnli", clue_data_dir)["train"].name == "train.50k.json"
     c3 = data.task_files("c3", clue_data_dir)
     assert [p.name for p in c3["train"]] == ["c3-d-train.json", "c3-m-train.json"]
-    assert [p.name for p in c3["test"]] == ["c3-d-test.json", "c3-m-test.json"]
+    assert [p.name for p in c3["test"]] == ["test1.1.json"]   # CLUE's own test set wins over upstream's
     assert data.task_files("cmrc2018", clue_data_dir)["dev"].name == "cmrc2018_dev.json"
 
 
@@ -99,6 +104,8 @@ def _touch(folder, *names):
 
 
 def test_task_files_alternative_names(tmp_path):
+    _touch(tmp_path / "c3", "c3-d-test.json", "c3-m-test.json")
+    assert [p.name for p in data.task_files("c3", tmp_path)["test"]] == ["c3-d-test.json", "c3-m-test.json"]
     _touch(tmp_path / "tnews_public", "train.json", "dev.json", "test1.0.json", "labels.json")
     assert data.task_files("tnews", tmp_path)["test"].name == "test1.0.json"
     _touch(tmp_path / "tnews_public", "test.json")

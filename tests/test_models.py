@@ -109,7 +109,7 @@ def test_encoder_info_and_options():
     model = build_transformer_model(config=config, model="roformer_v2")
     assert model.name == "roformer-v2" and build_transformer_model(config=cf.TINY, name="enc").name == "enc"
     assert encoder_info(model) == dict(hidden_size=64, num_heads=4, head_size=16, initializer_range=0.05,
-                                       family="roformer_v2")
+                                       family="roformer_v2", num_layers=2)
     head = keras.layers.Dense(3)(model.output[:, 0])
     assert encoder_info(keras.Model(model.inputs, head))["family"] == "roformer_v2"
     assert encoder_info(build_transformer_model(config=cf.TINY, model="roberta"))["family"] == "bert"

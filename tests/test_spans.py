@@ -59,6 +59,105 @@ def test_global_pointer_and_multilabel_loss_match_bert4keras(tmp_path):
     np.testing.assert_allclose(loss, ref["loss"], rtol=1e-5)
 
 
+EFFICIENT_ORACLE = r"""
+import json, sys, types
+import numpy as np
+from bert4keras.backend import K, multilabel_categorical_crossentropy
+from bert4keras.layers import EfficientGlobalPointer
+from bert4keras.models import RoFormerV2
+data = json.load(open(sys.argv[1]))
+x, mask, y = (np.array(data[k], dtype="float32") for k in ("x", "mask", "y"))
+out = {}
+for use_bias in (False, True):
+    layer = EfficientGlobalPointer(heads=3, head_size=8, use_bias=use_bias)
+    layer(K.constant(x), mask=K.constant(mask))
+    layer.set_weights([np.array(w, "float32") for w in data["weights"][str(use_bias)]])
+    scores = K.eval(layer(K.constant(x), mask=K.constant(mask)))
+    # RoFormerV2's clue/cluener.py loss: (batch * heads) rows, the mean of the multi-label loss
+    rows = K.eval(multilabel_categorical_crossentropy(K.constant(y.reshape(6, -1)), K.constant(scores.reshape(6, -1))))
+    out[str(use_bias)] = {"scores": np.where(np.isfinite(scores), scores, -1.0).tolist(),
+                          "finite": np.isfinite(scores).tolist(), "rows": rows.tolist(), "loss": float(rows.mean())}
+# RoFormerV2's own initializer, as the scripts' kernel_initializer=base.initializer calls it (12 layers)
+samples = {str(shape): K.eval(RoFormerV2.initializer(types.SimpleNamespace(num_hidden_layers=12), shape))
+           for shape in data["shapes"]}
+out["init"] = {k: [float(v.std()), float(np.abs(v).max())] for k, v in samples.items()}
+json.dump(out, open(sys.argv[2], "w"))
+"""
+
+
+def test_efficient_global_pointer_its_loss_and_roformer_v2_init_match_bert4keras(tmp_path):
+    import keras
+
+    from clue.layers import RoFormerV2Initializer
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 7, 16)).astype("float32")
+    mask = np.array([[1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1]])
+    ours, weights = {}, {}
+    for use_bias in (False, True):
+        layer = spans.EfficientGlobalPointer(heads=3, head_size=8, use_bias=use_bias)
+        layer(x, mask)
+        weights[str(use_bias)] = [rng.normal(size=w.shape).tolist() for w in layer.weights]   # dense, then bias_dense
+        layer.set_weights([np.array(w) for w in weights[str(use_bias)]])
+        ours[str(use_bias)] = np.asarray(layer(x, mask))
+    y = ((rng.random(ours["False"].shape) < 0.1) & (ours["False"] > spans.NEG / 2)).astype("float32")
+    shapes = [[768, 64], [128, 400], [4, 4096]]          # fan-in 768, 128, and 4096 (first dimension under 10)
+    (tmp_path / "in.json").write_text(json.dumps({"x": x.tolist(), "mask": mask.tolist(), "y": y.tolist(),
+                                                  "weights": weights, "shapes": shapes}))
+    run_bert4keras(EFFICIENT_ORACLE, tmp_path / "in.json", tmp_path / "out.json")
+    ref = json.loads((tmp_path / "out.json").read_text())
+    for use_bias in ("False", "True"):
+        finite = np.array(ref[use_bias]["finite"])
+        np.testing.assert_array_equal(finite, ours[use_bias] > spans.NEG / 2)   # same masked pairs
+        gap = np.abs(ours[use_bias][finite] - np.array(ref[use_bias]["scores"])[finite]).max()
+        print(f"EfficientGlobalPointer use_bias={use_bias}: max |score - bert4keras| {gap:.2e}")
+        assert gap <= 1e-5
+    rows = np.asarray(spans.multilabel_crossentropy(y.reshape(6, -1), ours["False"].reshape(6, -1)))
+    loss = float(keras.ops.mean(spans.span_multilabel_crossentropy(y, ours["False"])))
+    print(f"multi-label loss {loss:.6f} vs bert4keras {ref['False']['loss']:.6f}")
+    np.testing.assert_allclose(rows, ref["False"]["rows"], rtol=1e-6, atol=1e-5)
+    assert abs(loss - ref["False"]["loss"]) <= 1e-5
+    # RoFormerV2's initializer: std 1 / sqrt(fan_in) / sqrt(12) after truncation at two deviations
+    for shape in shapes:
+        fan_in = shape[1] if shape[0] < 10 else shape[0]
+        sample = np.asarray(RoFormerV2Initializer(12, seed=0)(tuple(shape)))
+        theirs_std, theirs_max = ref["init"][str(shape)]
+        target = 1 / np.sqrt(fan_in) / np.sqrt(12)
+        assert sample.std() == pytest.approx(target, rel=0.03) and theirs_std == pytest.approx(target, rel=0.03)
+        assert np.abs(sample).max() <= 2 * 1.13684723 * target and theirs_max <= 2 * 1.13684723 * target
+
+
+def test_heads_follow_the_encoder_family():
+    from clue.layers import RoFormerV2Initializer
+    from clue.models import build_transformer_model
+
+    config = dict(vocab_size=50, hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32)
+    bert = spans.span_model(build_transformer_model(config=config, model="bert"), heads=4, seed=0)
+    assert type(bert.get_layer("global_pointer")) is spans.GlobalPointer
+    v2 = spans.span_model(build_transformer_model(config=config, model="roformer_v2"), heads=4, seed=0,
+                          efficient=True)
+    pointer = v2.get_layer("global_pointer")
+    assert type(pointer) is spans.EfficientGlobalPointer
+    assert [tuple(w.shape) for w in pointer.weights] == [(16, 16), (16, 8)]   # 2 x head_size, 2 x heads
+    assert isinstance(pointer.kernel_initializer, RoFormerV2Initializer) and pointer.kernel_initializer.num_layers == 3
+    # one query and key for all heads: 16*16 + 16*8 weights, against 16*64 for 4 GlobalPointer heads
+    assert pointer.count_params() == 384 and bert.get_layer("global_pointer").count_params() == 1024
+    out = np.asarray(v2.predict([np.array([[2, 5, 6, 3]]), np.zeros((1, 4)), np.array([[0, 1, 1, 0]])], verbose=0))
+    assert out.shape == (1, 4, 4, 4) and np.isfinite(out[0, :, 1, 2]).all() and (out[0, :, 2, 1] == spans.NEG).all()
+    # the classification and multiple-choice heads too: RoFormerV2's initializer, the encoder's std for BERT
+    from clue.heads import classifier
+
+    for family in ("bert", "roformer_v2"):
+        encoder = build_transformer_model(config=config, model=family)
+        kernels = [classifier(encoder, 3, seed=0).get_layer("classifier").kernel_initializer,
+                   choices.choice_model(encoder, 4, seed=0).get_layer("choice_score").kernel_initializer]
+        for init in kernels:
+            if family == "bert":
+                assert type(init).__name__ == "TruncatedNormal" and init.stddev == 0.02
+            else:
+                assert isinstance(init, RoFormerV2Initializer) and init.num_layers == 3
+
+
 def test_multilabel_loss_by_hand():
     # positives {2}, negatives {-1, 0.5}: log(1 + e^-1 + e^0.5) + log(1 + e^-2)
     y_true = np.array([[0.0, 0.0, 1.0]])
@@ -132,6 +231,27 @@ def test_blank_contexts_mask_other_blanks_and_centre_the_window(tokenizer):
     short = choices.blank_contexts(tokenizer, passage, budget=5)["#idiom000002#"]
     # 4 tokens of room around the marker: 2 on the left, 2 on the right
     assert tokenizer.ids_to_tokens(short) == ["丁", "戊", "[MASK]", "己", "庚"]
+
+
+def test_chid_roformer_v2_framing_token_ids(vocab_path):
+    from clue.tokenizer import Tokenizer
+
+    passage = "甲乙#idiom000001#丙#idiom000002#丁"
+    # the other blank becomes "_____"; with room for both sides nothing is cut
+    assert choices.blank_sides(passage, "#idiom000001#", 56) == ("甲乙", "丙_____丁")
+    assert choices.blank_sides(passage, "#idiom000002#", 56) == ("甲乙_____丙", "丁")
+    # 2 + 7 = 9 characters over a budget of 8: the longer right side loses its last character
+    assert choices.blank_sides(passage, "#idiom000001#", 8) == ("甲乙", "丙_____")
+    # tie 3 / 3 over 4: the left loses its first character, then the now longer right its last
+    assert choices.blank_sides("甲乙丙#idiom000001#丁戊己", "#idiom000001#", 4) == ("乙丙", "丁戊")
+    # ids are the lines of the vocabulary file: [CLS] 101, [SEP] 102, _ 142, 甲 4508, 乙 734, 丙 688,
+    # 丁 672, 一 671, 心 2552, 意 2692, 三 676, 二 753
+    vocab = {token: i for i, token in enumerate(vocab_path.read_text(encoding="utf-8").split("\n"))}
+    tokenizer = Tokenizer(str(vocab_path))
+    framed = choices.idiom_between(tokenizer, ["一心一意", "三心二意"], "甲乙", "丙_____丁")
+    assert framed == [[vocab[t] for t in f"[CLS] 甲 乙 [SEP] {' '.join(idiom)} [SEP] 丙 _ _ _ _ _ 丁 [SEP]".split()]
+                      for idiom in ("一心一意", "三心二意")]
+    assert framed[0][:4] == [101, 4508, 734, 102] and framed[0][9:11] == [688, 142]
 
 
 def test_locate_answer_repairs_a_shifted_start():

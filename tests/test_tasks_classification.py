@@ -30,7 +30,7 @@ EXPECTED = {
     "iflytek": ["iflytek_predict.json"],
     "cmnli": ["cmnli_predict.json"],
     "ocnli": ["ocnli_50k_predict.json"],
-    "wsc": ["cluewsc11_predict.json"],
+    "wsc": ["cluewsc11_predict.json", "cluewsc10_predict.json"],
     "csl": ["csl_predict.json"],
 }
 
@@ -144,6 +144,54 @@ def test_wsc_marks_both_spans():
     record["target"]["span1_index"], record["_line"] = 4, 12
     with pytest.raises(ValueError, match="line 12: span1_text '他' is not at span1_index 4"):
         wsc.frame(record)
+
+
+def test_wsc_frames_adjacent_spans_on_the_real_dev_lines(clue_data_dir):
+    import wsc
+
+    # span2 starts exactly where span1 ends on dev lines 70 (高老师|他) and 111 (小蹄子|她), and nowhere else
+    records = load_json_lines(clue_data_dir / "cluewsc2020" / "dev.json")
+    adjacent = [r["_line"] for r in records
+                if r["target"]["span1_index"] + len(r["target"]["span1_text"]) == r["target"]["span2_index"]]
+    assert len(records) == 304 and adjacent == [70, 111]
+    for line, (start, words, pronoun) in ((70, (52, "高老师", "他")), (111, (7, "小蹄子", "她"))):
+        record = records[line - 1]
+        text, end = record["text"], start + len(words) + len(pronoun)
+        assert wsc.frame(record) == (text[:start] + f"_{words}_[{pronoun}]" + text[end:],)
+        assert wsc.frame(record, "roformer_v2") == (text[:start] + f"[[{words}]][[{pronoun}]]" + text[end:],)
+
+
+def test_wsc_token_ids_per_family(vocab_path):
+    import wsc
+    from clue.tokenizer import Tokenizer
+
+    record = {"text": "杨百顺他爹叫他",
+              "target": {"span1_index": 0, "span1_text": "杨百顺", "span2_index": 3, "span2_text": "他"}}
+    # ids are the lines of the vocabulary file: [CLS] 101, [SEP] 102, "[" 138, "]" 140, "_" 142, 杨 3342,
+    # 百 4636, 顺 7556, 他 800, 爹 4269, 叫 1373 (every mark a token of its own)
+    vocab = {token: i for i, token in enumerate(vocab_path.read_text(encoding="utf-8").split("\n"))}
+    assert [vocab[t] for t in ("[CLS]", "[SEP]", "[", "]", "_", "杨", "他")] == [101, 102, 138, 140, 142, 3342, 800]
+    tokenizer = Tokenizer(str(vocab_path))
+    bert = "[CLS] _ 杨 百 顺 _ [ 他 ] 爹 叫 他 [SEP]"                      # _杨百顺_[他]爹叫他
+    roformer_v2 = "[CLS] [ [ 杨 百 顺 ] ] [ [ 他 ] ] 爹 叫 他 [SEP]"      # [[杨百顺]][[他]]爹叫他
+    for family, tokens in (("bert", bert), ("roformer_v2", roformer_v2)):
+        assert tokenizer.encode(wsc.frame(record, family)[0])[0] == [vocab[t] for t in tokens.split()]
+
+
+def test_wsc_main_frames_by_the_encoder_family(layout, tmp_path, monkeypatch):
+    import wsc
+    from clue import classification
+
+    preset = json.loads((REPO / "configs" / "tiny.json").read_text())
+    (tmp_path / "tiny_v2.json").write_text(json.dumps(dict(preset, name="tiny-v2", family="roformer_v2")))
+    seen = {}
+    monkeypatch.setattr(classification, "main", lambda task, fields, frame, argv=None, run=None: seen.update(
+        frame=frame, family=run.spec.family))
+    record = {"text": "他爹", "target": {"span1_index": 1, "span1_text": "爹", "span2_index": 0, "span2_text": "他"}}
+    for model, framed in (("tiny", "[他]_爹_"), (str(tmp_path / "tiny_v2.json"), "[[他]][[爹]]")):
+        wsc.main(["--data-dir", str(layout), "--model", model, "--output-dir", str(tmp_path)])
+        assert seen["frame"](record) == (framed,)
+    assert seen["family"] == "roformer_v2"
 
 
 def test_csl_joins_keywords():

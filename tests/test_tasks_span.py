@@ -11,6 +11,7 @@ import pytest
 from chid_fixture import make_chid
 from clue import predictions
 from clue.data import CLUENER_TYPES, load_c3, load_chid, load_cluener, load_cmrc2018
+from clue.tokenizer import Tokenizer, builtin_vocab
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = ["--model", "tiny", "--epochs", "1", "--verbose", "0", "--seed", "1"]
@@ -57,16 +58,9 @@ def dev_metric(out, task):
 
 def test_cmrc2018(tmp_path, clue_data_dir):
     real = clue_data_dir / "cmrc2018"
-    folder = link(tmp_path / "data" / "cmrc2018", {"train.json": real / "cmrc2018_trial.json",
-                                                   "dev.json": real / "cmrc2018_dev.json"})
-    # an unlabelled test file in the CLUE format: a few dev articles without their answers
-    doc = json.loads((real / "cmrc2018_dev.json").read_text(encoding="utf-8"))
-    doc["data"] = doc["data"][-8:]
-    for article in doc["data"]:
-        for paragraph in article["paragraphs"]:
-            for qa in paragraph["qas"]:
-                del qa["answers"]
-    (folder / "test.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    # the real train and dev sets and CLUE's unlabelled test set (FAKE_ANSWER placeholders, as released)
+    folder = link(tmp_path / "data" / "cmrc2018", {f"{split}.json": real / f"cmrc2018_{split}.json"
+                                                   for split in ("train", "dev", "test")})
     out = tmp_path / "out"
     run_script("cmrc2018", "--data-dir", tmp_path / "data", "--output-dir", out, "--limit", 24,
                "--maxlen", 96, "--batch-size", 8, *QUICK)
@@ -125,6 +119,22 @@ def test_c3_upstream_files(tmp_path, clue_data_dir):
     assert dev_metric(out, "c3") == "accuracy"
 
 
+def test_c3_clue_test_sets(tmp_path, clue_data_dir):
+    real = clue_data_dir / "c3"
+    # CLUE's own layout: c311 from test1.1.json, c310 from test1.0.json (documents without ids or answers)
+    names = {f"c3-{p}-{s}.json": real / f"c3-{p}-{s}.json" for p in "dm" for s in ("train", "dev")}
+    folder = link(tmp_path / "data" / "c3", {**names, "test1.1.json": real / "test1.1.json",
+                                             "test1.0.json": real / "test1.0.json"})
+    out = tmp_path / "out"
+    run_script("c3", "--data-dir", tmp_path / "data", "--output-dir", out, "--limit", 12,
+               "--maxlen", 64, "--batch-size", 4, *QUICK)
+    for test_file, name in (("test1.1.json", "c311_predict.json"), ("test1.0.json", "c310_predict.json")):
+        test = load_c3(folder / test_file)[:12]
+        lines = read_lines(out / "results" / name)
+        assert [line["id"] for line in lines] == [r["id"] for r in test]
+        assert all(line["label"] in [str(i) for i in range(len(r["choices"]))] for line, r in zip(lines, test))
+
+
 def test_cluener(tmp_path, clue_data_dir):
     real = clue_data_dir / "cluener"
     link(tmp_path / "data" / "cluener", {f"{s}.json": real / f"{s}.json" for s in ("train", "dev", "test")})
@@ -145,6 +155,35 @@ def test_cluener(tmp_path, clue_data_dir):
                     found += 1
     assert found > 0     # an untrained model scores many spans above 0: the offsets were checked
     assert dev_metric(out, "cluener") == "cluener_f1"
+
+
+def test_chid_and_cluener_take_the_roformer_v2_recipe(tmp_path, clue_data_dir, monkeypatch):
+    from clue import choices, spans
+
+    preset = json.loads((REPO / "configs" / "tiny.json").read_text())
+    v2 = tmp_path / "tiny_v2.json"
+    v2.write_text(json.dumps(dict(preset, name="tiny-v2", family="roformer_v2")))
+    quick = [a if a != "tiny" else v2 for a in QUICK]
+    framed, pointers = [], []
+    monkeypatch.setattr(choices, "idiom_between",
+                        lambda *a, f=choices.idiom_between: framed.append(f(*a)) or framed[-1])
+    monkeypatch.setattr(spans, "span_model", lambda *a, f=spans.span_model, **k: pointers.append(k) or f(*a, **k))
+
+    make_chid(tmp_path / "data" / "chid")
+    run_script("chid", "--data-dir", tmp_path / "data", "--output-dir", tmp_path / "chid", "--batch-size", 8,
+               *quick)
+    sep = Tokenizer(builtin_vocab()).sep_id   # the tiny preset's built-in vocabulary
+    # every blank's 10 candidates framed [CLS] left [SEP] idiom [SEP] right [SEP]: 4 idiom tokens between
+    assert framed and all(len(c) == 10 and all(ids.count(sep) == 3 and ids[ids.index(sep) + 5] == sep for ids in c)
+                          for c in framed)
+    assert read_object(tmp_path / "chid" / "results" / "chid11_predict.json")
+
+    real = clue_data_dir / "cluener"
+    link(tmp_path / "data" / "cluener", {f"{s}.json": real / f"{s}.json" for s in ("train", "dev", "test")})
+    run_script("cluener", "--data-dir", tmp_path / "data", "--output-dir", tmp_path / "ner", "--limit", 32,
+               "--batch-size", 16, *quick)
+    assert pointers == [{"heads": 10, "seed": 1, "efficient": True}]
+    assert len(read_lines(tmp_path / "ner" / "results" / "cluener_predict.json")) == 32
 
 
 @pytest.mark.parametrize("task", ["cmrc2018", "chid", "c3", "cluener"])
