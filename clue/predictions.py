@@ -25,9 +25,8 @@ What each kind keeps, and the ensemble averages:
 Means are taken in float64 (exact for float16 inputs, and the mean of equal values is that value).
 """
 
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -80,20 +79,10 @@ def signed_float16(values):
 
 
 def save_npz(path, **arrays):
-    """``numpy.savez`` to a temporary file beside ``path``, then renamed over it: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``numpy.savez`` of ``arrays``, written atomically (never half a file)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return submission.write_atomic(path, buffer.getvalue())
 
 
 class Predictions:

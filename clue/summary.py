@@ -230,16 +230,17 @@ def _save(fig, path):
 
 
 def plot_curves(summary, path):
-    """Dev metric per epoch, one line per task (and seed), as a PNG."""
+    """Dev metric per epoch, one line per task and run (a task's seeds in its colour), as a PNG."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
     for i, (name, t) in enumerate(summary["tasks"].items()):
-        for r in t["runs"]:
-            if r["dev_per_epoch"]:
-                label = f"{name} ({t['metric']})" + (f" seed {r['seed']}" if r["seed"] is not None else "")
-                ax.plot(range(1, len(r["dev_per_epoch"]) + 1), r["dev_per_epoch"], marker="o", color=f"C{i % 10}",
-                        alpha=0.85, label=label)
+        curves = [r["dev_per_epoch"] for r in t["runs"] if r["dev_per_epoch"]]
+        for k, curve in enumerate(curves):
+            label = f"{name} ({t['metric']})" + (f", {len(curves)} seeds" if len(curves) > 1 else "")
+            ax.plot(range(1, len(curve) + 1), curve, marker="o", color=f"C{i % 10}", alpha=0.85,
+                    label=None if k else label)
     ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("dev metric (%)")
     ax.set_title(f"CLUE dev scores per epoch: {summary['model']}")
     ax.grid(alpha=0.3)
