@@ -18,7 +18,6 @@ setup(
         "keras>=3.12",
         "numpy",
         "tqdm",
-        "tokenizers>=0.20",
         "safetensors",
         "scipy",
         "h5py",

@@ -1,39 +1,25 @@
-"""The flow the seven classification tasks share, as the bert4keras CLUE baselines write it:
-load data -> batches -> encoder + pooled softmax head -> fit keeping the best dev epoch -> predict dev and
-the test files -> write label files (``clue.predictions`` keeps the probabilities beside them).
+"""Text and text-pair classification (afqmc, tnews, iflytek, cmnli, ocnli, cluewsc2020, csl): records as
+examples (token_ids, segment_ids, label index), as the bert4keras CLUE baselines encode them, for
+``clue.batching.pad_inputs`` and ``clue.heads.classifier``."""
 
-A task script (tasks/afqmc.py ...) supplies only what is its own: the fields it reads and ``frame``, which
-turns a record into one text or a pair of texts. To try another head or decoding, copy this function
-into the script and edit it there.
-"""
-
-from clue import cli, heads, metrics, predictions, training
+import numpy as np
 
 
-def main(task, fields, frame, argv=None, run=None):
-    """Train (or eval/predict, per ``--mode``) ``task`` and write its leaderboard files; returns the dev score.
-    ``run``: a ``cli.start`` the script already made (to pick its framing by the encoder family)."""
-    run = run or cli.start(task, argv)
-    labels, args = run.task.labels, run.args
-
-    # data -> (token_ids, segment_ids), label index -> padded batches, shuffled per epoch for training
-    train = run.batches(run.examples(run.read("train", fields), frame), shuffle=True)
-    dev = run.examples(run.read("dev", fields), frame)
-    dev_batches = run.batches(dev)
-
-    # head: pooled last layer -> softmax over the labels
-    model = heads.classifier(run.encoder(), len(labels), args.pooling, seed=args.seed)
-
-    def evaluate(model):
-        return metrics.accuracy(dev[1], training.predict(model, dev_batches).argmax(-1))
-
-    # fit, keeping the best dev epoch (or load it: --mode eval / predict)
-    score = training.fit(model, train, evaluate, run)
-
-    # predict dev and each test file with the best weights: label strings, the probabilities kept beside
-    for split, out in run.outputs():
-        records = run.read(split, fields)
-        probs = training.predict(model, run.batches(run.examples(records, frame)))
-        predictions.Labels.of(records, probs, labels).write(out)
-        print(f"wrote {out} ({len(records)} lines)")
-    return score
+def encode(tokenizer, records, frame, labels, maxlen, second_segment=0):
+    """One example per record: ``frame(record)`` gives its text, or its pair of texts, encoded
+    [CLS] a [SEP] (b [SEP]) in at most ``maxlen`` tokens; the label index in ``labels`` (0 for an
+    unlabelled test record). The second text of a pair gets segment id ``second_segment`` (0 as the
+    baselines: the pair reads as one sequence)."""
+    texts = [frame(r) for r in records]
+    if len({len(t) for t in texts}) > 1:
+        raise ValueError("frame() must give every record the same number of texts")
+    firsts = [t[0] for t in texts]
+    seconds = [t[1] for t in texts] if texts and len(texts[0]) == 2 else None
+    features = tokenizer.encode_batch(firsts, seconds, maxlen=maxlen, arrays=True)
+    if seconds is not None and second_segment == 0:
+        zeros = np.zeros(max(len(ids) for ids, _ in features), np.int32)
+        zeros.flags.writeable = False
+        features = [(ids, zeros[:len(ids)]) for ids, _ in features]
+    index = {label: i for i, label in enumerate(labels)}
+    return [(ids, segments, index[r["label"]] if "label" in r else 0)
+            for (ids, segments), r in zip(features, records)]

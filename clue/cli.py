@@ -1,8 +1,9 @@
 """The command line every task script shares, and ``Run``: what a script needs once the flags are read.
 
     run = cli.start("afqmc", argv)      # flags, seeds, data files, model spec, tokenizer, output folders
-    train = run.read("train", FIELDS)   # records of the split, at most --limit of them
+    train = run.read("train")           # records of the split, at most --limit of them
     encoder = run.encoder()             # the pretrained (or tiny random) encoder
+    for split, out in run.outputs(): ...       # "dev", then each test file, and the file it is written to
 
 With no ``--data-dir``, no ``$CLUE_DATA_DIR`` and no ``./datasets/<task>``, a task that has a demo (afqmc)
 generates its demo data and says so in a banner; a data directory that was asked for but is missing is an
@@ -20,14 +21,8 @@ from clue.paths import MissingPathError, OutputDirs, data_root, find_task_dir
 from clue.presets import preset_names, resolve_model
 
 DEFAULT_MODEL = "bert-base"
-DEMOS = {"afqmc": demo.make_afqmc}
 # A random-init model learns from scratch: AdamW at 1e-3 (the baselines' Adafactor at 5e-4 fine-tunes).
 DEMO_DEFAULTS = {"optimizer": "adamw", "lr": 1e-3, "epochs": 10, "maxlen": 64}
-BUCKET = 50   # sort by length within windows of 50 batches (as transformers' group_by_length): less padding
-# JAX compiles a step per input shape: pad lengths to a multiple of 8 there, so compiled steps are reused.
-# TensorFlow and PyTorch run any length without recompiling: padding would only add work (13% more tokens
-# in tnews batches).
-MULTIPLE = {"jax": 8}
 NEEDS = {"train": ("train", "dev"), "eval": ("dev",), "predict": ()}   # the splits each --mode reads
 
 
@@ -81,13 +76,12 @@ class Run:
     """Flags, folders, model spec and tokenizer of one task run."""
 
     def __init__(self, task, args, task_dir, demo_banner=None):
-        from clue.data import task_files
         from clue.tokenizer import Tokenizer, builtin_vocab
 
         self.task, self.args, self.task_dir, self.demo = task, args, Path(task_dir), demo_banner is not None
         self.dirs = OutputDirs(args.output_dir).make()
         self.weights_path = self.dirs.weights / f"{task.name}.weights.h5"
-        self.files = task_files(task.name, task_dir.parent)
+        self.files = task.find_files(self.task_dir)
         self.test_outputs = task.test_outputs(self.task_dir)
         self._check_files()
         self.spec = resolve_model(args.model, args.model_dir)
@@ -104,57 +98,21 @@ class Run:
             raise MissingPathError(f"--mode {self.args.mode} loads the best weights {self.weights_path}, "
                                    f"which do not exist: train first (--mode train) with this --output-dir")
         if not self.test_outputs:
-            tests = sorted({t for o in self.task.outputs for t in o.tests})
+            tests = dict.fromkeys(name for o in self.task.outputs for name in self.task.file_names(o.split))
             message = f"{self.task.name}: no test file in {self.task_dir} (looked for {', '.join(tests)})"
             if self.args.mode == "predict":
                 raise MissingPathError(message)
             print(f"warning: {message}; no submission file will be written", file=sys.stderr)
 
-    def read(self, split, fields):
-        """Classification records of ``split`` ("train", "dev") or of a test file path, each checked to
-        have ``fields`` and a label in the task's set ("-" rows dropped); at most --limit of them."""
-        from clue.data import load_classification
-
-        return self.load(split, lambda path: load_classification(path, fields, self.task.labels))
-
-    def load(self, split, loader):
-        """``loader(path)``'s records of ``split`` ("train", "dev") or of a test file path, at most --limit
-        of them; [] for a split this --mode does not read (e.g. --mode predict needs no train file)."""
-        if not isinstance(split, Path) and split not in NEEDS[self.args.mode]:
-            return []
-        return loader(split if isinstance(split, Path) else self.files[split])[:self.args.limit]
-
-    def examples(self, records, frame):
-        """(features, labels): (token_ids, segment_ids) per record, ``frame(record)`` giving its text(s),
-        at most --maxlen tokens, and label indices (None for unlabelled test records). The second text of
-        a pair gets segment id --second-segment (0 as the baselines: one sequence)."""
-        import numpy as np
-
-        texts = [frame(r) for r in records]
-        if len({len(t) for t in texts}) > 1:
-            raise ValueError(f"{self.task.name}: frame() must give every record the same number of texts")
-        firsts = [t[0] for t in texts]
-        seconds = [t[1] for t in texts] if texts and len(texts[0]) == 2 else None
-        features = self.tokenizer.encode_batch(firsts, seconds, maxlen=self.args.maxlen, arrays=True)
-        if seconds is not None and self.args.second_segment == 0:
-            zeros = np.zeros(max(len(ids) for ids, _ in features), np.int32)
-            zeros.flags.writeable = False
-            features = [(ids, zeros[:len(ids)]) for ids, _ in features]
-        if not records or "label" not in records[0]:
-            return features, None
-        index = {label: i for i, label in enumerate(self.task.labels)}
-        return features, [index[r["label"]] for r in records]
-
-    def batches(self, examples, shuffle=False):
-        """Padded batches of (features, labels), length-bucketed; shuffled by (--seed, epoch) for training,
-        else in a fixed order that ``training.predict`` undoes."""
-        import keras
-
-        from clue.batching import Batches
-
-        features, labels = examples
-        return Batches(features, labels, self.args.batch_size, shuffle=shuffle, seed=self.args.seed,
-                       bucket=BUCKET, multiple=MULTIPLE.get(keras.backend.backend(), 1))
+    def read(self, split):
+        """The records of ``split`` ("train", "dev") or of a test file (its parts), read as the registry
+        says, at most --limit of them; [] for a split this --mode does not read (--mode predict needs no
+        train file)."""
+        if isinstance(split, str):
+            if split not in NEEDS[self.args.mode]:
+                return []
+            split = self.files[split]
+        return self.task.read(split)[:self.args.limit]
 
     def outputs(self):
         """[(split, prediction file)] to predict with the best weights: "dev" first (results/dev/, for the
@@ -196,7 +154,7 @@ def parse_args(task_name, argv=None):
 
 def wants_demo(task, args):
     """True when nothing points at data: no --data-dir, no $CLUE_DATA_DIR, no ./datasets/<task>."""
-    if task.name not in DEMOS or args.data_dir or os.environ.get("CLUE_DATA_DIR"):
+    if task.demo is None or args.data_dir or os.environ.get("CLUE_DATA_DIR"):
         return False
     try:
         find_task_dir(task.name)
@@ -212,7 +170,7 @@ def start(task_name, argv=None):
     task, args = parse_args(task_name, argv)
     banner = None
     if wants_demo(task, args):
-        folder = DEMOS[task.name](Path(args.output_dir) / "demo_data" / task.name, seed=args.seed)
+        folder = task.demo(Path(args.output_dir) / "demo_data" / task.name, seed=args.seed)
         args.data_dir, args.model = str(folder.parent), args.model or "tiny"
         for flag, value in DEMO_DEFAULTS.items():
             if flag not in args.explicit:

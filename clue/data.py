@@ -10,18 +10,13 @@
 
 Lines are split on "\\n" only (iflytek's test set has U+2028 inside strings, which ``str.splitlines`` would
 break on); a trailing "\\r" (C3 uses CRLF), a leading U+FEFF and blank lines are ignored. Any problem raises
-``DataError`` naming the file and the line. ``task_files`` finds a task's train/dev/test files.
+``DataError`` naming the file and the line. Which files a task has, and which reader reads them, is
+``clue.registry``'s to say.
 """
 
 import json
 import re
 from pathlib import Path
-
-from clue.paths import TASKS, find_task_dir
-
-NLI_LABELS = ("entailment", "neutral", "contradiction")
-CLUENER_TYPES = ("address", "book", "company", "game", "government", "movie", "name", "organization",
-                 "position", "scene")
 
 
 class DataError(ValueError):
@@ -123,55 +118,6 @@ def load_classification(path, fields, labels=None, label_field="label", drop=("-
     if records and all(label_field not in r for r in records):  # a test file: predictions need ids
         ensure_ids(records, path)
     return records
-
-
-# -- task files ------------------------------------------------------------------------------------------
-# Names tried in order; the first found wins. CLUE 1.1 test sets first (the leaderboard's "11" files).
-FILE_NAMES = {
-    "default": {"train": ["train.json"], "dev": ["dev.json"], "test": ["test.json"]},
-    "tnews": {"test": ["test.json", "test1.1.json", "test1.0.json"], "labels": ["labels.json"]},
-    "iflytek": {"test": ["test.json", "test1.1.json", "test1.0.json"], "labels": ["labels.json"]},
-    "cluewsc2020": {"test": ["test.json", "test1.1.json", "test1.0.json"]},
-    "ocnli": {"train": ["train.50k.json", "train.json"]},
-    "cmnli": {},
-    "afqmc": {},
-    "csl": {},
-    "cluener": {},
-    "cmrc2018": {"train": ["train.json", "cmrc2018_train.json"], "dev": ["dev.json", "cmrc2018_dev.json"],
-                 "test": ["test.json", "cmrc2018_test.json"], "trial": ["trial.json", "cmrc2018_trial.json"]},
-    "chid": {"test": ["test1.1.json", "test.json", "test1.0.json"],
-             "train_answer": ["train_answer.json"], "dev_answer": ["dev_answer.json"]},
-}
-# C3: each split is a list of alternatives, each a list of parts (the d- and m- files), each a list of names.
-C3_NAMES = {
-    "train": [[["d-train.json", "c3-d-train.json"], ["m-train.json", "c3-m-train.json"]]],
-    "dev": [[["d-dev.json", "c3-d-dev.json"], ["m-dev.json", "c3-m-dev.json"]]],
-    "test": [[["test1.1.json"]], [["test1.0.json"]],
-             [["d-test.json", "c3-d-test.json"], ["m-test.json", "c3-m-test.json"]]],
-}
-
-
-def _first(folder, names):
-    return next((folder / n for n in names if (folder / n).is_file()), None)
-
-
-def task_files(task, data_dir=None):
-    """{"train", "dev", "test", ...: Path or None} for ``task``'s folder (see FILE_NAMES for the names).
-
-    tnews/iflytek add "labels", cmrc2018 "trial", chid "train_answer"/"dev_answer". For c3 each split is a
-    list of the files found (d- and m- parts), or None.
-    """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
-    folder = find_task_dir(task, data_dir)
-    if task == "c3":
-        out = {}
-        for split, alternatives in C3_NAMES.items():
-            found = ([f for f in (_first(folder, names) for names in parts) if f] for parts in alternatives)
-            out[split] = next((files for files in found if files), None)
-        return out
-    names = {**FILE_NAMES["default"], **FILE_NAMES[task]}
-    return {split: _first(folder, options) for split, options in names.items()}
 
 
 # -- whole-file JSON (cmrc2018, c3, chid answers) --------------------------------------------------------
@@ -291,7 +237,7 @@ def load_c3(paths):
 
 
 # -- ChID ------------------------------------------------------------------------------------------------
-BLANK = re.compile(r"#idiom\d+#")
+CHID_BLANK = re.compile(r"#idiom\d+#")   # a blank in a ChID passage (the files number them with 6 digits)
 
 
 def load_chid(path, answer_path=None):
@@ -308,7 +254,7 @@ def load_chid(path, answer_path=None):
         require(record, ("candidates", "content"), path, line)
         candidates = _expect(record["candidates"], list, path, line, "candidates")
         for p, passage in enumerate(_expect(record["content"], list, path, line, "content")):
-            for blank in BLANK.findall(_expect(passage, str, path, line, f"content[{p}]")):
+            for blank in CHID_BLANK.findall(_expect(passage, str, path, line, f"content[{p}]")):
                 label = None
                 if answers is not None:
                     if blank not in answers:
@@ -324,10 +270,11 @@ def load_chid(path, answer_path=None):
 
 
 # -- CLUENER ---------------------------------------------------------------------------------------------
-def load_cluener(path, types=CLUENER_TYPES):
+def load_cluener(path, types):
     """CLUENER lines {"text", "label": {type: {entity: [[start, end], ...]}}} -> records with ``text``,
     ``id`` (the line's own, or its index in a test file) and ``entities``: sorted (start, end, type) with
-    ``end`` inclusive, each checked to spell its entity. A test file has no "label": entities is None.
+    ``end`` inclusive, each checked to spell its entity and to be of one of ``types``. A test file has no
+    "label": entities is None.
     """
     records = load_json_lines(path, ("text",))
     for record in records:

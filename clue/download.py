@@ -3,10 +3,10 @@
 The CLUE team hosts one zip per task at ``storage.googleapis.com/cluebenchmark/tasks/<name>_public.zip``.
 Most unpack flat (``train.json dev.json test.json ...``), cmnli's into a ``cmnli_public/`` folder; either
 way the files land directly in ``<data-dir>/<task>/``, the layout ``clue.paths.find_task_dir`` and
-``clue.data.task_files`` read.
+``clue.registry`` read.
 
-Checksums: the CLUE team publishes none. The digests below are the ones other loaders recorded when they
-fetched the same URLs, so a match means "the same bytes they got", no more:
+Checksums: the CLUE team publishes none. The digests (in ``clue.registry``) are the ones other loaders
+recorded when they fetched the same URLs, so a match means "the same bytes they got", no more:
   HF-a    huggingface/datasets datasets/clue/dataset_infos.json @ df7b3fa98db3 (sha256)
   HF-b    the same file @ 040102f10096: tnews, cluewsc2020, chid and c3 were re-issued in between
   Paddle  PaddlePaddle/PaddleNLP paddlenlp/datasets/clue.py @ 1878a0224b0b (md5)
@@ -21,14 +21,15 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from clue.paths import TASKS, data_root
+from clue import registry
+from clue.paths import atomic_path, data_root
 
 BASE_URL = "https://storage.googleapis.com/cluebenchmark/tasks/"
 
 
 @dataclass(frozen=True)
 class Archive:
-    task: str                # data folder name, as in clue.paths.TASKS
+    task: str                # data folder name
     zip_name: str            # file name on the CLUE server
     sha256: tuple = ()       # (digest, size in bytes, source) for every published snapshot
     md5: tuple = ()          # (digest, source)
@@ -41,40 +42,8 @@ class Archive:
         return bool(self.sha256 or self.md5)
 
 
-ARCHIVES = {a.task: a for a in (
-    Archive("afqmc", "afqmc_public.zip",
-            (("5a4cb1556b833010c329fa2ad2207d9e98fc94071b7e474015e9dd7c385db4dc", 1195044, "HF-a, HF-b"),),
-            (("3377b559bb4e61d03a35282550902ca0", "Paddle"),)),
-    Archive("tnews", "tnews_public.zip",
-            (("2469c4205606e24118c7de08199fbd55da483b65128e1d9c1f380849797f6ce0", 4689325, "HF-a"),
-             ("77c476e70cfe0b014a81b84c6e1db2142a8a2f52f4ae0a8216aa75e673933462", 5123575, "HF-b")),
-            (("587171233c8e8db00a3dc9bae5d2b47d", "Paddle"),)),
-    Archive("iflytek", "iflytek_public.zip",
-            (("c59b961b29f1d0bad0c5e01aa62e4a61a80e9cfb980ce89b06c000851fbb3b06", 6505938, "HF-a, HF-b"),),
-            (("19e4b19947db126f69aae18db0da2b87", "Paddle"),)),
-    Archive("cmnli", "cmnli_public.zip",
-            (("3a3f3b1d3d27134cf11e585156f07fa050bd0a0836821c02696af0dbaa14513b", 31404066, "HF-a, HF-b"),),
-            (("e0e8caefd9b3491220c18b466233f2ff", "Paddle"),)),
-    Archive("ocnli", "ocnli_public.zip", (),
-            (("acb426f6f3345076c6ce79239e7bc307", "Paddle"),)),
-    Archive("cluewsc2020", "cluewsc2020_public.zip",
-            (("5e318e8c2c88256ea66819a24348a65d0824ade15c0f02c5a14b78d240d38afb", 88526, "HF-a"),
-             ("ebe5f357b19392d601be401b2fd4246983f534809a078eab7bda1de418fb3ffe", 281384, "HF-b")),
-            (("17abe1be3f7dd3bad5f114ba4c40ee9b", "Paddle"),)),
-    Archive("csl", "csl_public.zip",
-            (("795d1a2e475d59acad8236f6c5baba7a0b43d3e0508cb60f15ffbc76d5f437c4", 3234594, "HF-a, HF-b"),),
-            (("394a2ccbf6ddd7e331be4d5d7798f0f6", "Paddle"),)),
-    Archive("cmrc2018", "cmrc2018_public.zip",
-            (("6c63dc27e728ec5231aeb7d2861b4c90b6c116390582e0c44416cf3edf030b16", 3405146, "HF-a, HF-b"),)),
-    Archive("chid", "chid_public.zip",
-            (("4cdf93c0a9dfa43113284c501d8948bbc17bd6a55e3b0b4314a31909562ec19d", 133322133, "HF-a"),
-             ("be02dbcc41a9c237542141f53836e70a209f7a686cf894891411c7e5534f73a4", 139199202, "HF-b"))),
-    Archive("c3", "c3_public.zip",
-            (("15e98a52512116efc2382c82496069ae75b7944cbd144230ef0f7f8150a1de7c", 3200727, "HF-a"),
-             ("20dfa683c57c9795129e22d8dd0c299d6b2a29fbc84758ef2ebdb8b2904d7e12", 3495930, "HF-b"))),
-    Archive("cluener", "cluener_public.zip"),
-)}
-assert tuple(ARCHIVES) == TASKS
+# the digests live with the other facts of each task, in clue.registry
+ARCHIVES = {t.name: Archive(t.name, f"{t.name}_public.zip", t.zip_sha256, t.zip_md5) for t in registry.TASKS.values()}
 
 JUNK = ("__MACOSX/", ".DS_Store")
 
@@ -114,11 +83,8 @@ def verify(archive, path):
 
 
 def fetch(url, dest, progress=True):
-    """Download ``url`` to ``dest`` through ``dest.part`` (renamed only when complete)."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    with urllib.request.urlopen(url) as response, open(part, "wb") as out:
+    """Download ``url`` to ``dest`` through ``atomic_path`` (in place only when complete)."""
+    with atomic_path(dest) as part, urllib.request.urlopen(url) as response, open(part, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
         bar = None
         if progress:
@@ -130,8 +96,7 @@ def fetch(url, dest, progress=True):
                 bar.update(len(block))
         if bar:
             bar.close()
-    part.replace(dest)
-    return dest
+    return Path(dest)
 
 
 def _members(zf, zip_path):
@@ -187,14 +152,10 @@ def unpack(zip_path, task, data_dir, force=False):
 
 def layout_report(task, data_dir):
     """A line naming the train/dev/test files the task scripts will read from the unpacked folder."""
-    from clue.data import task_files  # the tasks' own view of the folder
+    from clue.paths import find_task_dir
 
-    found = task_files(task, data_dir)
-    parts = []
-    for split, value in found.items():
-        paths = value if isinstance(value, (list, tuple)) else [value]
-        names = [Path(p).name for p in paths if p]
-        parts.append(f"{split}: {', '.join(names) if names else 'MISSING'}")
+    found = registry.get(task).find_files(find_task_dir(task, data_dir))   # the tasks' own view of the folder
+    parts = [f"{split}: {', '.join(p.name for p in paths) if paths else 'MISSING'}" for split, paths in found.items()]
     return f"{task}: " + "; ".join(parts)
 
 
@@ -228,7 +189,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description="Download the official CLUE task zips, check them against the published digests, and "
                     "unpack each into <data-dir>/<task>/.")
-    parser.add_argument("tasks", nargs="*", metavar="TASK", help=f"tasks (default: all): {', '.join(TASKS)}")
+    parser.add_argument("tasks", nargs="*", metavar="TASK", help=f"tasks (default: all): {', '.join(ARCHIVES)}")
     parser.add_argument("--data-dir", help="where the task folders go (default $CLUE_DATA_DIR, else ./datasets)")
     parser.add_argument("--zip", dest="zip_path", help="unpack this already downloaded zip (one TASK only)")
     parser.add_argument("--base-url", default=BASE_URL, help="a mirror holding the same <task>_public.zip names")
@@ -238,10 +199,10 @@ def main(argv=None):
     parser.add_argument("--list", action="store_true", help="print each task's URL and known digests, then stop")
     args = parser.parse_args(argv)
 
-    tasks = args.tasks or list(TASKS)
+    tasks = args.tasks or list(ARCHIVES)
     unknown = [t for t in tasks if t not in ARCHIVES]
     if unknown:
-        parser.error(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
+        parser.error(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(ARCHIVES)}")
     if args.list:
         for t in tasks:
             a = ARCHIVES[t]

@@ -19,68 +19,41 @@ from clue.metrics import METRICS
 from clue.submit_check import load_object
 
 
-def _lines(path, field):
-    """[(id or line index, record[field])] of a JSON-lines file; a record without "id" keys by position."""
-    out = []
-    for index, (line, record) in enumerate(data.iter_json_lines(path)):
-        data.require(record, (field,), path, line)
-        out.append((record.get("id", index), record[field]))
-    return out
-
-
-def _json_object(path):
-    """A whole-file JSON value; a key given twice is an error (json.loads would keep only the last)."""
+def _leaderboard(task, path):
+    """[(id or line index, answer)] of a file in the leaderboard format, or None when the file is in the
+    task's own format: a JSON array (c3), or where the leaderboard wants one object {id: answer}, anything
+    else (cmrc2018's SQuAD files, ChID's lines)."""
+    if task.style == "lines":
+        if data.read_text(path).lstrip("\ufeff").lstrip().startswith("["):
+            return None
+        answers = []
+        for index, (line, record) in enumerate(data.iter_json_lines(path)):
+            data.require(record, ("label",), path, line)
+            answers.append((record.get("id", index), record["label"]))   # no id: keyed by position
+        return answers
     try:
         obj, repeated = load_object(path)
-    except json.JSONDecodeError as err:
-        raise data.DataError(path, err.lineno, f"not valid JSON ({err.msg} at column {err.colno})") from None
-    if repeated:
+    except json.JSONDecodeError:
+        return None   # not one JSON value; if it is broken, the task's reader says where
+    if not isinstance(obj, dict) or any(isinstance(v, (list, dict)) for v in obj.values()):
+        return None
+    if repeated:   # json.loads would silently keep the last
         raise data.DataError(path, None, f"given more than once: {', '.join(map(repr, repeated))}")
-    return obj
+    return list(obj.items())
 
 
-def _chid_answers(path):
-    """{blank: candidate index} from an answer file, or from a ChID file with its ``*_answer.json`` beside it."""
-    path = Path(path)
-    first = data.read_text(path).lstrip("\ufeff").lstrip().split("\n", 1)[0]
-    try:
-        is_content = "content" in json.loads(first)   # a ChID line; an answer file starts with "{" alone
-    except (json.JSONDecodeError, TypeError):
-        is_content = False
-    if is_content:
-        answer_path = path.with_name(f"{path.stem}_answer.json")
-        return [(r["id"], r["label"]) for r in data.load_chid(path, answer_path)]
-    return list(_json_object(path).items())
-
-
-def read_gold(task, paths):
-    """[(id, gold)] of a labelled file (c3: the d- and m- files) in the task's own format."""
+def read_answers(task, paths, predictions=False):
+    """[(id, answer)] of a leaderboard file, or of a labelled file in the task's own format (c3: its d- and
+    m- parts) read by the task's reader. Read as predictions, a labelled file's first gold answer is its
+    prediction (cmrc2018 lists every accepted answer)."""
     paths = [Path(p) for p in paths]
-    if task.name == "cmrc2018":
-        return [(r["id"], r["answers"]) for r in data.load_cmrc2018(paths[0])]
-    if task.name == "c3":
-        return [(r["id"], None if r["label"] is None else str(r["label"])) for r in data.load_c3(paths)]
-    if len(paths) > 1:
-        raise ValueError(f"{task.name}: one labelled file, got {len(paths)}")
-    if task.name == "chid":
-        return _chid_answers(paths[0])
-    return _lines(paths[0], "label")
-
-
-def read_predictions(task, path):
-    """[(id, prediction)] of a prediction file, or of a labelled file used as predictions."""
-    path = Path(path)
-    text = data.read_text(path).lstrip("\ufeff").lstrip()
-    if task.name == "cmrc2018":
-        obj = _json_object(path)
-        if "data" in obj:   # a SQuAD-style file: its first answer to each question
-            return [(r["id"], r["answers"][0] if r["answers"] else "") for r in data.load_cmrc2018(path)]
-        return list(obj.items())
-    if task.name == "chid":
-        return _chid_answers(path)
-    if task.name == "c3" and text.startswith("["):
-        return [(r["id"], str(r["label"])) for r in data.load_c3(path)]
-    return _lines(path, "label")
+    found = _leaderboard(task, paths[0]) if len(paths) == 1 else None
+    if found is not None:
+        return found
+    answers = [(r["id"], r[task.gold]) for r in task.read(paths)]
+    if predictions:
+        answers = [(k, (v[0] if v else "") if isinstance(v, list) else v) for k, v in answers]
+    return answers
 
 
 def align(gold, predictions, labels=None):
@@ -121,16 +94,14 @@ def metric_names(task):
 def evaluate(task_name, predictions_path, gold_paths):
     """({metric: fraction}, warnings)."""
     task = registry.get(task_name)
-    gold = read_gold(task, gold_paths)
+    gold = read_answers(task, gold_paths)
     if not gold:
         raise ValueError(f"{', '.join(map(str, gold_paths))}: no labelled examples")
-    predictions = read_predictions(task, predictions_path)
+    predictions = read_answers(task, [predictions_path], predictions=True)
     if task.labels is not None:   # labels compare as strings ("1" and 1 are the same answer)
         gold = [(k, None if v is None else str(v)) for k, v in gold]
         predictions = [(k, None if v is None else str(v)) for k, v in predictions]
     golds, preds, warnings = align(gold, predictions, task.labels)
-    if task.name == "cluener":
-        preds = [p if p is not None else {} for p in preds]
     return {name: METRICS[name](golds, preds) for name in metric_names(task)}, warnings
 
 

@@ -14,7 +14,7 @@ import itertools
 import json
 
 from clue import registry
-from clue.submission import write_atomic
+from clue.paths import write_atomic
 
 PADDLENLP = "paddlenlp"
 # PaddleNLP fine-tunes with AdamW (linear warmup and decay), its batch size being the examples per step.

@@ -37,13 +37,13 @@ class RoFormerV2Initializer(keras.initializers.Initializer):
         return {"num_layers": self.num_layers, "seed": self.seed}
 
 
-def head_initializer(info, seed=None):
+def head_initializer(config, seed=None):
     """A fresh kernel initializer for a task head, the encoder's own as bert4keras's ``base.initializer``:
     truncated normal of std initializer_range for BERT and RoFormer, ``RoFormerV2Initializer`` for
-    RoFormerV2. ``info`` is ``clue.models.encoder_info``'s."""
-    if info["family"] == "roformer_v2":
-        return RoFormerV2Initializer(info["num_layers"], seed)
-    return kernel_initializer(info["initializer_range"], seed)
+    RoFormerV2. ``config`` is the encoder's ``clue.models.EncoderConfig`` (``encoder.config``)."""
+    if config.family == "roformer_v2":
+        return RoFormerV2Initializer(config.num_layers, seed)
+    return kernel_initializer(config.initializer_range, seed)
 
 
 def reseeded(initializer, k):
@@ -116,21 +116,6 @@ def apply_rotary(x, cos, sin):
     sin = ops.reshape(ops.cast(sin, x.dtype), (1, shape[1], *expand, shape[-1]))
     rotated = ops.reshape(ops.stack([-x[..., 1::2], x[..., 0::2]], axis=-1), shape)
     return x * cos + rotated * sin
-
-
-@register
-class RotaryEmbedding(keras.layers.Layer):
-    """Applies the rotary position embedding to a (batch, length, ..., dim) tensor (span heads reuse it)."""
-
-    def call(self, x):
-        cos, sin = sinusoidal_positions(ops.shape(x)[1], x.shape[-1])
-        return apply_rotary(x, cos, sin)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return super().get_config()
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from clue.data import CLUENER_TYPES  # the 10 types, as the official script lists them
+from clue.registry import CLUENER_TYPES  # the 10 types, as the official script lists them
 
 
 def accuracy(golds, preds):
@@ -128,8 +128,9 @@ def cmrc2018_f1(golds, preds):
 def cluener_type_scores(golds, preds):
     """{type: (tp, fp, fn)} over the entity strings of each sentence.
 
-    ``golds`` and ``preds`` are per-sentence label dicts ``{type: {entity_text: [[start, end], ...]}}``;
-    an entity counts once per sentence whatever its number of positions, as in the official script.
+    ``golds`` and ``preds`` are per-sentence label dicts ``{type: {entity_text: [[start, end], ...]}}``
+    (a missing prediction, None, has no entities); an entity counts once per sentence whatever its number
+    of positions, as in the official script.
     """
     golds, preds = list(golds), list(preds)
     if len(golds) != len(preds):
@@ -138,7 +139,7 @@ def cluener_type_scores(golds, preds):
     for kind in CLUENER_TYPES:
         tp = fp = fn = 0
         for gold, pred in zip(golds, preds):
-            gold, pred = set(gold.get(kind, {})), set(pred.get(kind, {}))
+            gold, pred = set(gold.get(kind, {})), set((pred or {}).get(kind, {}))
             tp, fp, fn = tp + len(pred & gold), fp + len(pred - gold), fn + len(gold - pred)
         counts[kind] = (tp, fp, fn)
     return counts

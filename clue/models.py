@@ -8,6 +8,7 @@ habits written for it carry over (``model.get_layer("Transformer-11-FeedForward-
 """
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -16,7 +17,7 @@ from clue.checkpoints import load_weights
 from clue.layers import (Bias, FeedForward, LayerNorm, PaddingMask, PositionEmbedding, SelfAttention,
                          TokenEmbedding, activation, kernel_initializer)
 
-__all__ = ["FAMILIES", "build_transformer_model", "build_from_spec", "encoder_info", "kernel_initializer"]
+__all__ = ["FAMILIES", "EncoderConfig", "build_transformer_model", "build_from_spec", "kernel_initializer"]
 
 # What sets the families apart, as bert4keras builds them. bert4keras passes epsilon=1e-12 to BERT's norms
 # (and to every MLM-Norm); RoFormer's body norms keep the Keras default 1e-7.
@@ -28,6 +29,21 @@ FAMILIES = {
 }
 ALIASES = {"roberta": "bert"}
 REQUIRED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """What an encoder is, carried by it as ``encoder.config`` so that task heads read their sizes and
+    initializer from it (``encoder.config.head_size``)."""
+
+    family: str                  # a key of FAMILIES
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    head_size: int
+    intermediate_size: int
+    initializer_range: float
 
 
 def family_of(model):
@@ -70,6 +86,7 @@ def build_transformer_model(config_path=None, checkpoint_path=None, model="bert"
     switch = FAMILIES[family]
     cfg = read_config(config_path, config)
     hidden, heads = cfg["hidden_size"], cfg["num_attention_heads"]
+    head_size = cfg.get("attention_head_size", hidden // heads)
     std = cfg.get("initializer_range", 0.02)
     act = activation(cfg.get("hidden_act", "gelu"))
     dropout = cfg.get("hidden_dropout_prob", 0.0) if dropout_rate is None else dropout_rate
@@ -115,7 +132,7 @@ def build_transformer_model(config_path=None, checkpoint_path=None, model="bert"
     # Transformer blocks, post-norm: x = norm(x + drop(f(x)))
     for i in range(cfg["num_hidden_layers"]):
         block = f"Transformer-{i}-MultiHeadSelfAttention"
-        y = SelfAttention(heads, cfg.get("attention_head_size", hidden // heads), switch["use_bias"],
+        y = SelfAttention(heads, head_size, switch["use_bias"],
                           rotary=switch["positions"] == "rotary", dropout=attention_dropout,
                           initializer_range=std, seed=layer_seed(), name=block, dtype=policy)(x, padding_mask)
         y = dropout_layer(y, dropout, f"{block}-Dropout")
@@ -142,6 +159,8 @@ def build_transformer_model(config_path=None, checkpoint_path=None, model="bert"
             outputs = keras.layers.Activation(mlm_activation, name="Output-MLM-Activation", dtype="float32")(x)
 
     model = keras.Model([token_ids, segment_ids], outputs, name=name or family.replace("_", "-"))
+    model.config = EncoderConfig(family, cfg["vocab_size"], hidden, cfg["num_hidden_layers"], heads, head_size,
+                                 cfg["intermediate_size"], std)
     if checkpoint_path is not None:
         load_weights(model, checkpoint_path)
     return model
@@ -154,32 +173,3 @@ def build_from_spec(spec, vocab_size, **options):
     config.setdefault("vocab_size", vocab_size)
     return build_transformer_model(config=config, checkpoint_path=spec.checkpoint_path, model=spec.family,
                                    **options)
-
-
-def _find_layer(model, name):
-    for layer in model.layers:
-        if layer.name == name:
-            return layer
-        if isinstance(layer, keras.Model):
-            found = _find_layer(layer, name)
-            if found is not None:
-                return found
-    return None
-
-
-def encoder_info(model):
-    """What task heads need: hidden_size, num_heads, head_size, initializer_range, family, num_layers.
-    Works on the encoder or on any model built on top of its layers."""
-    attention = _find_layer(model, "Transformer-0-MultiHeadSelfAttention")
-    if attention is None:
-        raise ValueError(f"model {model.name!r} has no encoder layer Transformer-0-MultiHeadSelfAttention")
-    token = _find_layer(model, "Embedding-Token")
-    if not attention.use_bias:
-        family = "roformer_v2"
-    else:
-        family = "roformer" if attention.rotary else "bert"
-    num_layers = 1
-    while _find_layer(model, f"Transformer-{num_layers}-MultiHeadSelfAttention") is not None:
-        num_layers += 1
-    return dict(hidden_size=token.hidden_size, num_heads=attention.num_heads, head_size=attention.head_size,
-                initializer_range=attention.initializer_range, family=family, num_layers=num_layers)

@@ -1,4 +1,4 @@
-"""Where data, model files and outputs live.
+"""Where data, model files and outputs live, and how an output file is written (``atomic_path``).
 
 Data: ``--data-dir``, else ``$CLUE_DATA_DIR``, else ``./datasets``; one folder per task inside it, named as
 in the CLUE release (``afqmc``) or as the official zips unpack (``afqmc_public``).
@@ -6,13 +6,13 @@ Models: ``--model-dir``, else ``$CLUE_MODEL_DIR``.
 Outputs: ``--output-dir`` (default ``.``) with ``results/``, ``weights/`` and ``logs/`` inside.
 """
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 
-TASKS = (
-    "afqmc", "tnews", "iflytek", "cmnli", "ocnli", "cluewsc2020", "csl",
-    "cmrc2018", "chid", "c3", "cluener",
-)
+from clue import registry
+
 DEFAULT_DATA_DIR = "datasets"
 
 
@@ -30,8 +30,8 @@ def data_root(data_dir=None):
 
 
 def task_dir_candidates(task, data_dir=None):
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
+    if task not in registry.TASKS:
+        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(registry.TASKS)}")
     root, _ = data_root(data_dir)
     return [root / task, root / f"{task}_public"]
 
@@ -48,16 +48,6 @@ def find_task_dir(task, data_dir=None):
         f"Put the unpacked CLUE files there, or set --data-dir / $CLUE_DATA_DIR to the folder that holds "
         f"'{task}/' (the official '{task}_public/' name works too)."
     )
-
-
-def find_file(folder, names, what, hint=""):
-    """The first of ``names`` that exists in ``folder``; otherwise an error listing them all."""
-    folder = Path(folder)
-    for name in names:
-        if (folder / name).is_file():
-            return folder / name
-    tried = ", ".join(str(folder / n) for n in names)
-    raise MissingPathError(f"no {what}: looked for {tried}." + (f" {hint}" if hint else ""))
 
 
 def model_root(model_dir=None):
@@ -81,3 +71,28 @@ class OutputDirs:
         for folder in (self.results, self.weights, self.logs):
             folder.mkdir(parents=True, exist_ok=True)
         return self
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=".tmp"):
+    """A temporary path beside ``path`` for the block to write; renamed over ``path`` when the block ends,
+    removed when it raises, so a crash never leaves half a file. ``suffix`` is for writers that go by the
+    name (Keras wants ".weights.h5", matplotlib ".png")."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_atomic(path, text):
+    """``text`` written to ``path`` (UTF-8, "\\n" line ends, synced to disk) through ``atomic_path``."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)

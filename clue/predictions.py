@@ -11,8 +11,8 @@ What each kind keeps, and the ensemble averages:
 - ``Labels`` (the seven classification tasks, c3): class (c3: choice) probabilities, (n, classes)
   float32; the label is the most probable one.
 - ``Assignment`` (chid): candidate probabilities (blanks, 10) float32, before the assignment; the blanks
-  of one line then get distinct candidates (``choices.assign_groups``).
-- ``Answers`` (cmrc2018): for each question its ``spans.NBEST`` character spans with the highest
+  of one line then get distinct candidates (``multiple_choice.assign_groups``).
+- ``Answers`` (cmrc2018): for each question its ``reading.NBEST`` character spans with the highest
   GlobalPointer scores (a span seen in several windows keeps its best score: the decoding takes the best
   window), and ``bound``: no unlisted span scores higher (the NBEST-th score; -inf when every valid span
   is listed). The answer is the best listed span. A span's ensemble score is its mean over the runs, a run
@@ -25,7 +25,6 @@ What each kind keeps, and the ensemble averages:
 Means are taken in float64 (exact for float16 inputs, and the mean of equal values is that value).
 """
 
-import io
 import json
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import numpy as np
 
 from clue import submission
 from clue.metrics import METRICS
+from clue.paths import atomic_path
 
 SMALLEST_FLOAT16 = np.float16(2.0 ** -24)   # the smallest positive float16 (a subnormal)
 
@@ -79,10 +79,10 @@ def signed_float16(values):
 
 
 def save_npz(path, **arrays):
-    """``numpy.savez`` of ``arrays``, written atomically (never half a file)."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return submission.write_atomic(path, buffer.getvalue())
+    """``numpy.savez`` of ``arrays`` through ``paths.atomic_path`` (never half a file)."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
+    return Path(path)
 
 
 class Predictions:
@@ -151,7 +151,7 @@ class Assignment(Predictions):
         return cls(meta, probs=np.asarray(probs, dtype=np.float32))
 
     def decode(self):
-        from clue.choices import assign_groups
+        from clue.multiple_choice import assign_groups
 
         return [int(p) for p in assign_groups(self.meta["groups"], self.probs)] if len(self) else []
 
@@ -172,7 +172,7 @@ class Answers(Predictions):
 
     @classmethod
     def of(cls, records, starts, ends, scores, bound):
-        """``records`` (cmrc2018 questions) and their spans as ``spans.cmrc_nbest`` gives them."""
+        """``records`` (cmrc2018 questions) and their spans as ``reading.nbest`` gives them."""
         contexts = list(dict.fromkeys(r["context"] for r in records))
         where = {c: i for i, c in enumerate(contexts)}
         meta = {"ids": record_ids(records), "contexts": contexts, "context_of": [where[r["context"]] for r in records],
@@ -195,7 +195,7 @@ class Answers(Predictions):
     def average(cls, runs):
         """Per question, every span some run listed, scored by its mean over the runs (a run that did not
         list it counts its bound); the best NBEST kept in descending order (ties: the first listed first)."""
-        from clue.spans import NBEST, top_listed
+        from clue.reading import NBEST, top_listed
 
         count = len(runs[0])
         starts, ends = np.full((count, NBEST), -1, np.int32), np.full((count, NBEST), -1, np.int32)
@@ -221,16 +221,16 @@ class Entities(Predictions):
     kind, arrays, same = "entities", ("tables", "sizes"), ("ids", "texts", "where", "types", "gold")
 
     @classmethod
-    def of(cls, records, examples, tables, types):
-        """``records`` (cluener sentences), their ``spans.ner_example``s and ``spans.pointer_table``s."""
+    def of(cls, records, sentences, tables, types):
+        """``records`` (cluener sentences), their ``ner.Sentence``s and ``ner.pointer_table``s."""
         meta = {"ids": record_ids(records), "texts": [r["text"] for r in records],
-                "where": [[[int(a), int(b)] for a, b in e["spans"]] for e in examples], "types": list(types),
+                "where": [[[int(a), int(b)] for a, b in s.char_spans] for s in sentences], "types": list(types),
                 "gold": gold_labels(records, "label", dict)}
         flat = np.concatenate([np.ravel(t) for t in tables]) if len(tables) else np.zeros(0)
-        return cls(meta, tables=signed_float16(flat), sizes=np.array([len(e["spans"]) for e in examples], np.int32))
+        return cls(meta, tables=signed_float16(flat), sizes=np.array([len(s.char_spans) for s in sentences], np.int32))
 
     def decode(self):
-        from clue.spans import ner_decode
+        from clue.ner import decode
 
         labels, offset, types = [], 0, self.meta["types"]
         for n, text, where in zip(self.sizes, self.meta["texts"], self.meta["where"]):
@@ -238,7 +238,7 @@ class Entities(Predictions):
             table = self.tables[offset:offset + len(types) * len(firsts)].reshape(len(types), -1)
             offset += table.size
             kinds, pairs = np.nonzero(table > 0)
-            labels.append(ner_decode(zip(kinds, firsts[pairs] + 1, lasts[pairs] + 1), text, where, types))
+            labels.append(decode(zip(kinds, firsts[pairs] + 1, lasts[pairs] + 1), text, where, types))
         return labels
 
     def write_file(self, path, labels):

@@ -6,7 +6,7 @@ to find in the model folder (``--model-dir`` / ``$CLUE_MODEL_DIR``).
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from clue.paths import MissingPathError, model_root
@@ -26,7 +26,6 @@ class ModelSpec:
     checkpoint_path: Path | None = None
     vocab_path: Path | None = None    # None: the built-in character vocabulary
     do_lower_case: bool = True
-    extra: dict = field(default_factory=dict)
 
 
 def preset_names():

@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clue import ensemble, grid, predictions, registry, summary
-from clue.paths import OutputDirs
-from clue.submission import write_atomic
+from clue.paths import OutputDirs, atomic_path, write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = ("model", "model_dir", "data_dir", "epochs", "batch_size", "maxlen", "lr", "limit", "seed")
@@ -162,10 +161,8 @@ def chosen(args, runs, book):
 
 
 def copy_atomic(source, target):
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.copy.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    with atomic_path(target, suffix=Path(target).suffix) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def submit(args, task, units, results):

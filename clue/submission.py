@@ -1,33 +1,14 @@
-"""Leaderboard files: written atomically, and checked against the test file they answer.
+"""Leaderboard files: written atomically (``clue.paths.write_atomic``: a crash never leaves half a file),
+and checked line by line against the ids of the test file they answer.
 
-CLUE takes one JSON object per line, ``{"id": <the test line's own id>, "label": "<label string>"}``, in
-test-file order (cmrc2018 and chid take a single JSON object instead). A file is first written to a
-temporary name in the same folder and then renamed over the target, so a crash never leaves half a file.
+CLUE takes one JSON object per line, ``{"id": <the test line's own id>, "label": <the answer>}``, in
+test-file order (cmrc2018 and chid take a single JSON object instead).
 """
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
-
-def write_atomic(path, text):
-    """Write ``text`` (str, as UTF-8; or bytes) to ``path`` via a temporary file in the same folder and
-    ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    binary = isinstance(text, bytes)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": "\n"})) as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+from clue.paths import write_atomic
 
 
 def write_lines(path, rows):
@@ -54,6 +35,20 @@ def check_labels(path, ids, labels=None):
     ``ids`` are the test file's ids in order; every one must appear exactly once, in that order, and each
     label must be a string in ``labels`` (when given).
     """
+
+    def label_problems(_, label):
+        if not isinstance(label, str):
+            return [f"label {label!r} is not a string"]
+        if labels is not None and label not in labels:
+            return [f"label {label!r} is not in the label set"]
+        return []
+
+    return check_lines(path, ids, label_problems)
+
+
+def check_lines(path, ids, label_problems):
+    """``check_labels`` with each row's label judged by ``label_problems(id, label)``: what is wrong with
+    it (empty when nothing is)."""
     path = Path(path)
     if not path.is_file():
         return [f"{path}: missing"]
@@ -72,10 +67,7 @@ def check_labels(path, ids, labels=None):
         if not isinstance(row, dict) or set(row) != {"id", "label"}:
             problems.append(f"{path}:{number}: expected an object with exactly 'id' and 'label', got {line[:80]}")
             continue
-        if not isinstance(row["label"], str):
-            problems.append(f"{path}:{number}: label {row['label']!r} is not a string")
-        elif labels is not None and row["label"] not in labels:
-            problems.append(f"{path}:{number}: label {row['label']!r} is not in the label set")
+        problems += [f"{path}:{number}: {problem}" for problem in label_problems(row["id"], row["label"])]
         seen.append((number, row["id"]))
     problems += _check_ids(path, [i for _, i in seen], [n for n, _ in seen], list(ids))
     return problems

@@ -1,25 +1,22 @@
 """Check leaderboard files against the test files they answer, and pack them into ``submit.zip``.
 
-A CLUE 1.1 submission is nine files (``CLUE11``); CLUENER is submitted on its own. Which task and test
-file each name belongs to, and its label set, come from ``clue.registry``; test ids from ``clue.data``'s
-loaders. Every problem in every file is listed; the zip is written only when there are none, and then
-through a temporary file, so an earlier ``submit.zip`` is never half overwritten.
+A CLUE 1.1 submission is nine files; CLUENER is submitted on its own (``clue.registry`` says which files
+make each, which task and test file each answers and what an answer is); the test ids come from the task's
+own reader. Every problem in every file is listed; the zip is written only when there are none, and then
+through ``clue.paths.atomic_path``, so an earlier ``submit.zip`` is never half overwritten.
 """
 
 import difflib
 import json
-import os
-import tempfile
 import zipfile
 from collections import Counter
 from pathlib import Path
 
 from clue import data, registry, submission
-from clue.paths import MissingPathError, find_task_dir
+from clue.paths import MissingPathError, atomic_path, find_task_dir
 
-CLUE11 = tuple(f"{n}_predict.json" for n in (
-    "afqmc", "tnews11", "iflytek", "ocnli_50k", "cluewsc11", "csl", "cmrc2018", "chid11", "c311"))
-CLUENER = ("cluener_predict.json",)
+CLUE11 = registry.board_files(registry.CLUE11)
+CLUENER = registry.board_files(registry.CLUENER)
 
 
 def outputs():
@@ -28,27 +25,15 @@ def outputs():
 
 
 def test_file(task, name, data_dir=None):
-    """The test file the output ``name`` of ``task`` answers, or a MissingPathError naming what was tried."""
+    """The test file (its parts) the output ``name`` of ``task`` answers, or a MissingPathError naming what
+    was tried."""
     folder = find_task_dir(task.name, data_dir)
-    found = dict((out, path) for path, out in task.test_outputs(folder))
+    found = {out: paths for paths, out in task.test_outputs(folder)}
     if name not in found:
-        tests = next(o.tests for o in task.outputs if o.name == name)
+        split = next(o.split for o in task.outputs if o.name == name)
         raise MissingPathError(f"{name}: no test file to check it against (looked for "
-                               f"{' or '.join(str(folder / t) for t in tests)})")
+                               f"{' or '.join(str(folder / t) for t in task.file_names(split))})")
     return found[name]
-
-
-def test_ids(task, path):
-    """The ids a prediction file must hold, in test-file order; chid: {blank: number of candidates}."""
-    if task.name == "cmrc2018":
-        return [r["id"] for r in data.load_cmrc2018(path)]
-    if task.name == "chid":
-        return {r["id"]: len(r["candidates"]) for r in data.load_chid(path)}
-    if task.name == "c3":
-        return [r["id"] for r in data.load_c3(path)]
-    if task.name == "cluener":
-        return [r["id"] for r in data.load_cluener(path)]
-    return [r.get("id", i) for i, r in enumerate(data.load_json_lines(path))]
 
 
 def load_object(path):
@@ -92,40 +77,48 @@ def check_object(path, ids, value_ok, what):
     return problems
 
 
-def check_cluener_labels(path, test_path):
-    """Problems with the entities of a cluener file: known types, offsets that spell the entity."""
-    texts = {r["id"]: r["text"] for r in data.load_cluener(test_path)}
-    problems = []
-    for number, row in _rows(path):
-        label, text = row.get("label"), texts.get(row.get("id"))
+def entity_problems(texts):
+    """``label_problems`` for cluener lines: known types, offsets that spell the entity in the test text."""
+    def problems(row_id, label):
         if not isinstance(label, dict):
-            problems.append(f"{path}:{number}: label must be an object {{type: {{entity: [[start, end]]}}}}")
-            continue
+            return ["label must be an object {type: {entity: [[start, end]]}}"]
+        found, text = [], texts.get(row_id)
         for kind, entities in label.items():
-            if kind not in data.CLUENER_TYPES:
-                problems.append(f"{path}:{number}: entity type {kind!r} is not one of the 10 CLUENER types")
+            if kind not in registry.CLUENER_TYPES:
+                found.append(f"entity type {kind!r} is not one of the 10 CLUENER types")
             for entity, places in (entities.items() if isinstance(entities, dict) else [(None, None)]):
                 for place in places if isinstance(places, list) else [None]:
                     ok = (isinstance(place, list) and len(place) == 2 and all(isinstance(x, int) for x in place)
                           and text is not None and 0 <= place[0] <= place[1] < len(text))
                     if not ok or text[place[0]:place[1] + 1] != entity:
-                        problems.append(f"{path}:{number}: {kind} {entity!r} at {place} does not spell the "
-                                        f"entity in the test text")
+                        found.append(f"{kind} {entity!r} at {place} does not spell the entity in the test text")
+        return found
     return problems
 
 
-def _rows(path):
-    """(line number, object) of the readable lines of a JSON-lines file (the rest is check_labels's job)."""
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").split("\n"), 1):
-        try:
-            row = json.loads(line) if line.strip() else None
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            yield number, row
+def _ids(test):
+    return [r["id"] for r in test]
 
 
-def check_file(path, task, test_path):
+def _check_candidates(path, task, test):
+    counts = {r["id"]: len(r["candidates"]) for r in test}   # ChID: a line's blanks share its candidates
+    return check_object(path, list(counts),
+                        lambda k, v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < counts[k],
+                        lambda k: f"a candidate index 0..{counts[k] - 1}")
+
+
+# What a leaderboard answer is (registry Task.answer) -> the problems of a file of them, given the test records
+CHECKS = {
+    "label": lambda path, task, test: submission.check_labels(path, _ids(test), task.labels),
+    "entities": lambda path, task, test: submission.check_lines(path, _ids(test), entity_problems(
+        {r["id"]: r["text"] for r in test})),
+    "text": lambda path, task, test: check_object(path, _ids(test), lambda k, v: isinstance(v, str),
+                                                  lambda k: "a string"),
+    "candidate": _check_candidates,
+}
+
+
+def check_file(path, task, test_files):
     """Every problem of one leaderboard file, as ``file:line: what`` strings (empty: valid)."""
     path = Path(path)
     raw = path.read_bytes()
@@ -134,18 +127,7 @@ def check_file(path, task, test_path):
     except UnicodeDecodeError as err:   # e.g. a file cut inside a Chinese character
         line = raw[:err.start].count(b"\n") + 1
         return [f"{path}:{line}: not valid UTF-8 ({err.reason} at byte {err.start}; truncated?)"]
-    if task.name == "cmrc2018":
-        return check_object(path, test_ids(task, test_path), lambda k, v: isinstance(v, str), lambda k: "a string")
-    if task.name == "chid":
-        counts = test_ids(task, test_path)
-        return check_object(path, list(counts),
-                            lambda k, v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < counts[k],
-                            lambda k: f"a candidate index 0..{counts[k] - 1}")
-    ids = test_ids(task, test_path)
-    if task.name == "cluener":   # labels are entity tables: check them here, ids with the shared checker
-        problems = [p for p in submission.check_labels(path, ids) if "is not a string" not in p]
-        return problems + check_cluener_labels(path, test_path)
-    return submission.check_labels(path, ids, task.labels)
+    return CHECKS[task.answer](path, task, task.read(test_files))
 
 
 def check_submission(results_dir, data_dir=None, required=CLUE11):
@@ -189,20 +171,11 @@ def check_submission(results_dir, data_dir=None, required=CLUE11):
 
 
 def write_zip(files, zip_path):
-    """The files at the root of ``zip_path``, written to a temporary name and renamed."""
-    zip_path = Path(zip_path)
-    zip_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{zip_path.name}.", suffix=".tmp", dir=zip_path.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path in files:
-                zf.write(path, Path(path).name)
-        os.replace(tmp, zip_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return zip_path
+    """The files at the root of ``zip_path``, written through ``atomic_path``."""
+    with atomic_path(zip_path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in files:
+            zf.write(path, Path(path).name)
+    return Path(zip_path)
 
 
 def main(argv=None):

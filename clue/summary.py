@@ -17,15 +17,14 @@ import statistics
 from pathlib import Path
 
 from clue import registry
-from clue.submission import write_atomic
-from clue.submit_check import CLUE11
+from clue.paths import atomic_path, write_atomic
 
 PUBLISHED = Path(__file__).with_name("published.json")
 
 
 def clue11_tasks():
     """The tasks whose leaderboard file is part of a CLUE 1.1 submission (their average is the CLUE score)."""
-    return [t.name for t in registry.TASKS.values() if set(t.output_names()) & set(CLUE11)]
+    return [t.name for t in registry.TASKS.values() if t.output_names(registry.CLUE11)]
 
 
 def read_json(path):
@@ -222,10 +221,9 @@ def _pyplot():
 
 
 def _save(fig, path):
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp)
     _pyplot().close(fig)
-    tmp.replace(path)
     return path
 
 

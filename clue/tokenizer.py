@@ -26,7 +26,8 @@ space-padded words, ``split``, WordPiece per word, which ``tokenize`` also uses.
 HF ``tokenizers`` (Rust) was measured as well: its ``encode_batch`` (BERT-like settings, not yet exact)
 gave ~60k texts/s on a 20k sample of CLUE fields, where a first pure-Python version of this module gave
 150-230k one text at a time (the per-text ``Encoding`` objects cost more than the tokenization), and
-matching bert4keras would have needed custom normaliser and pre-tokeniser rules, so it is not used. ``scripts/benchmark_tokenizer.py`` measures texts/s against bert4keras;
+matching bert4keras would have needed custom normaliser and pre-tokeniser rules, so it is not used.
+``python scripts/benchmark.py --only tokenization`` measures texts/s against bert4keras;
 ``scripts/tokenizer_parity.py`` checks identical ids, tokens and rematch on every shared CLUE text.
 """
 
@@ -539,3 +540,15 @@ class Tokenizer:
             offset = start + len(token)
             mapping.append(char_index[start:offset])
         return mapping
+
+    def char_spans(self, text, maxlen=None):
+        """The text's WordPiece ids (no [CLS]/[SEP]; at most ``maxlen``) and each token's (first, last)
+        character index in ``text``: how span tasks map tokens back to characters. A literal "[xxx]" in the
+        text becomes a special token that maps nowhere and is left out."""
+        tokens = self.tokenize(text)[1:-1]
+        if maxlen is not None:
+            tokens = tokens[:maxlen]
+        spans = [(chars[0], chars[-1]) if chars else None for chars in self.rematch(text, tokens)]
+        ids = self.tokens_to_ids(tokens)
+        keep = [i for i, s in enumerate(spans) if s is not None]
+        return [ids[i] for i in keep], [spans[i] for i in keep]

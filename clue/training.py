@@ -1,8 +1,8 @@
-"""The training loop every task shares: optimizer, best-on-dev checkpoint, resume, logs and prediction.
+"""The training loop every task shares: optimizer, best-on-dev checkpoint, resume and logs.
 
     def evaluate(model):                       # the task's dev metric, computed by the task script
-        return accuracy(dev_labels, decode(training.predict(model, dev_batches)))
-    training.fit(model, train_batches, evaluate, run)   # --mode train|eval|predict, --resume
+        return accuracy(dev_labels, decode(batching.predict(model, dev_batches)))
+    training.fit(model, train_batches, evaluate, run, loss=...)   # --mode train|eval|predict, --resume
 
 Per epoch the dev metric is computed and printed; when it improves the weights go to
 ``weights/<task>.weights.h5``. Resume is Keras's ``BackupAndRestore`` (model and optimizer state at the
@@ -12,15 +12,13 @@ and so is dropout (``EpochSeeds``): a resumed run repeats an uninterrupted one e
 """
 
 import json
-import os
 import shutil
-import sys
 
 import keras
 import numpy as np
 from keras import ops
 
-from clue.submission import write_atomic
+from clue.paths import atomic_path, write_atomic
 
 
 @keras.saving.register_keras_serializable(package="clue")
@@ -50,13 +48,6 @@ def make_optimizer(args, total_steps):
                                        gradient_accumulation_steps=accum)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "norm"])
     return optimizer
-
-
-def save_weights_atomic(model, path):
-    """``model.save_weights`` to a temporary name beside ``path``, then rename: never half a file."""
-    tmp = path.with_name(f".{path.name[:-len('.weights.h5')]}.tmp.weights.h5")
-    model.save_weights(tmp)
-    os.replace(tmp, path)
 
 
 class EpochSeeds(keras.callbacks.Callback):
@@ -103,7 +94,8 @@ class BestOnDev(keras.callbacks.Callback):
         self.history.append(score)
         if self.best is None or score > self.best:
             self.best, self.best_epoch = score, epoch
-            save_weights_atomic(self.model, self.weights_path)
+            with atomic_path(self.weights_path, suffix=".weights.h5") as tmp:
+                self.model.save_weights(tmp)
         write_atomic(self.state_path, json.dumps({
             "metric": self.metric, "best": self.best, "best_epoch": self.best_epoch + 1,
             "epochs_done": epoch + 1, "epochs": self.params.get("epochs"), "history": self.history,
@@ -156,10 +148,11 @@ def check_resume_flags(state_path, flags):
                          f"{'; '.join(changed)}. Resume with the same flags, or start afresh without --resume.")
 
 
-def fit(model, train, evaluate, run, loss="sparse_categorical_crossentropy"):
+def fit(model, train, evaluate, run, *, loss):
     """Train (``--mode train``) or load the best weights (eval/predict); returns the dev score.
 
-    ``train`` is a ``Batches``-like PyDataset with ``set_epoch``; ``evaluate(model)`` returns the dev metric.
+    ``train`` is a ``clue.batching.Batches`` (it has ``set_epoch``); ``loss`` is what Keras's ``compile``
+    takes (a name or a function); ``evaluate(model)`` returns the dev metric.
     In eval mode the score of the saved weights is printed; in predict mode dev is not scored (None).
     """
     args, name, metric = run.args, run.task.name, run.task.metric
@@ -203,37 +196,3 @@ def fit(model, train, evaluate, run, loss="sparse_categorical_crossentropy"):
     print(f"{name}: best dev {metric} {best.best:.2%} at epoch {best.best_epoch + 1}; "
           f"weights {run.weights_path}", flush=True)
     return best.best
-
-
-def predict(model, batches, verbose=0):
-    """The model's output for every example, in the order the examples were given.
-
-    Batches run one at a time and are put back in input order when they were length-sorted
-    (``batches.order[k]`` is the example at position k). One array when every example's output has the
-    same shape (classification), else a list of per-example arrays (padded to their batch's length).
-    (``model.predict`` on ``as_fit_data`` traces once instead of twice on TensorFlow, but on BERT-base it
-    took 10.3 s instead of 7.5 s for 320 tnews dev examples, measured once.)
-    """
-    order = getattr(batches, "order", None)
-    if len(batches) == 0:
-        return np.zeros((0,))
-    progress = keras.utils.Progbar(len(batches), file=sys.stdout) if verbose else None
-    outputs = []
-    for i in range(len(batches)):
-        outputs.append(np.asarray(model.predict_on_batch(batches[i][0])))   # a batch is (x,) or (x, y)
-        if progress:
-            progress.update(i + 1)
-    if all(o.shape[1:] == outputs[0].shape[1:] for o in outputs):
-        stacked = np.concatenate(outputs)
-        if order is None:
-            return stacked
-        result = np.empty_like(stacked)
-        result[np.asarray(order)] = stacked
-        return result
-    rows = [row for o in outputs for row in o]
-    if order is None:
-        return rows
-    result = [None] * len(rows)
-    for position, index in enumerate(order):
-        result[index] = rows[position]
-    return result

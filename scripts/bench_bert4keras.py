@@ -2,6 +2,7 @@
 
     python scripts/bench_bert4keras.py step JOB.json RESULT.json   # train / inference step, random batch
     python scripts/bench_bert4keras.py e2e  JOB.json               # the CLUE pipeline, as a user runs it
+    python scripts/bench_bert4keras.py tokenize JOB.json RESULT.json   # its Tokenizer against ours
 
 ``e2e`` re-creates the CLUE-bert4keras baseline scripts (bojone/CLUE-bert4keras, tnews.py / ocnli.py) as a
 user runs them: bert4keras's ``Tokenizer``; a ``DataGenerator`` subclass that encodes each example when its
@@ -165,10 +166,52 @@ def e2e(job):
     log("done")
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Tokenization
+
+
+def tokenize(job, result_path):
+    """CPU seconds (best of ``rounds``) of bert4keras ``encode`` and ours (``encode`` one text at a time,
+    ``encode_batch`` as lists, ``encode_batch(arrays=True)`` as the task pipeline calls it) on the same
+    texts, all four checked to give the same ids. Both run here, alternately, so that load from other jobs
+    hits both alike; each round builds them afresh (untimed: our word caches start empty), with the garbage
+    collector off while timing, as ``timeit`` does."""
+    import gc
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from clue.tokenizer import Tokenizer as Ours
+
+    items, maxlen = job["items"], job["maxlen"]
+    firsts = [a for a, _ in items]
+    seconds = None if all(b is None for _, b in items) else [b for _, b in items]
+    calls = {"bert4keras": lambda tok: [tok.encode(a, b, maxlen=maxlen) for a, b in items],
+             "ours": lambda tok: [tok.encode(a, b, maxlen=maxlen) for a, b in items],
+             "ours_batch": lambda tok: tok.encode_batch(firsts, seconds, maxlen),
+             "ours_arrays": lambda tok: tok.encode_batch(firsts, seconds, maxlen, arrays=True)}
+    best, outputs = dict.fromkeys(calls, float("inf")), {}
+    for _ in range(job["rounds"]):
+        for name, call in calls.items():
+            tokenizer = Tokenizer(job["vocab_path"], do_lower_case=True) if name == "bert4keras" else \
+                Ours(job["vocab_path"])
+            gc.collect()
+            gc.disable()
+            try:
+                start = time.process_time()
+                outputs[name] = call(tokenizer)
+                best[name] = min(best[name], time.process_time() - start)
+            finally:
+                gc.enable()
+    ids = {name: [[np.asarray(v).tolist() for v in pair] for pair in out] for name, out in outputs.items()}
+    identical = all(out == ids["bert4keras"] for out in ids.values())
+    Path(result_path).write_text(json.dumps({"seconds": best, "identical": identical}), encoding="utf-8")
+
+
 if __name__ == "__main__":
     kind, job_file = sys.argv[1], sys.argv[2]
     job = json.loads(Path(job_file).read_text(encoding="utf-8"))
     if kind == "step":
         step(job, sys.argv[3])
+    elif kind == "tokenize":
+        tokenize(job, sys.argv[3])
     else:
         e2e(job)

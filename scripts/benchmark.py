@@ -1,22 +1,19 @@
-"""Benchmark our CLUE pipeline against bert4keras 0.11.5 and Hugging Face transformers, on this machine.
+"""Benchmark our CLUE pipeline against bert4keras 0.11.5 on this machine, and write docs/benchmark.md.
 
-    python scripts/benchmark.py            # full run at BERT-base size (44 minutes on 2 cores)
-    python scripts/benchmark.py --smoke    # tiny model, few steps: under a minute (what CI runs)
+    python scripts/benchmark.py            # full run at BERT-base size (under 45 minutes on 2 cores)
+    python scripts/benchmark.py --smoke    # tiny model, few steps: about a minute (what CI runs)
     python scripts/benchmark.py --only tokenization --update   # re-measure one item into the report
 
-Measures, one run on one machine, medians of ``--repeat`` (>= 3) repetitions:
-1. train-step and inference throughput (tokens/s), seq 128 batch 8 and seq 512 batch 2: ours on the
-   TensorFlow (with and without XLA), JAX and PyTorch backends; bert4keras on tf_keras; transformers'
-   BertForSequenceClassification on PyTorch when installed;
+Measures, medians of ``--repeat`` (>= 3) repetitions, every model run in a process of its own (the Keras
+backend is fixed at import; peak memory is per process):
+1. train and inference steps (tokens/s) at seq 128 x batch 8 and 512 x 2: ours on TensorFlow (with and
+   without XLA, and mixed bfloat16), JAX and PyTorch (scripts/bench_worker.py); bert4keras on tf_keras
+   (scripts/bench_bert4keras.py); model FLOP utilisation against the fp32 matmul peak measured here;
 2. end to end: ``tasks/tnews.py`` and ``tasks/ocnli.py`` (one epoch on the first ``--limit`` train
-   examples, then dev scoring and test prediction) against a re-creation of the CLUE-bert4keras scripts
-   (scripts/bench_bert4keras.py), both loading the same random Google-format checkpoint;
-3. tokenization texts/s, ours against bert4keras, ids checked identical (scripts/benchmark_tokenizer.py);
-4. the peak resident memory of every process above;
-5. model FLOP utilisation: analytic matmul FLOPs of our train step per second against the fp32 matmul
-   peak measured here.
-Every model run is its own process (the Keras backend is fixed at import; memory is per process). Results
-go to ``--out`` (docs/benchmark.md) and, raw, to ``--json``.
+   examples, dev scoring, test prediction) against a re-creation of the CLUE-bert4keras scripts, both
+   loading the same random Google-format checkpoint;
+3. tokenization texts/s, ours against bert4keras, ids checked identical;
+and the peak resident memory of every process. Results go to ``--out`` and, raw, to ``--json``.
 """
 
 import argparse
@@ -33,13 +30,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-PYTHON = sys.executable
+sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_report import BERT4KERAS, render, summary  # noqa: E402
-from clue.submission import write_atomic  # noqa: E402
+from clue.paths import write_atomic  # noqa: E402
 
+WORKER, BERT4KERAS_SIDE = REPO / "scripts" / "bench_worker.py", REPO / "scripts" / "bench_bert4keras.py"
 LEGACY = {"TF_USE_LEGACY_KERAS": "1", "TF_KERAS": "1"}   # bert4keras runs on tf_keras
+OURS, BERT4KERAS = "ours, TensorFlow", "bert4keras 0.11.5, tf_keras"   # OURS: what the task scripts run
+TARGETS = {"e2e": 1.5, "tokenization": 10.0, "mfu": 0.5}
 
 BASE = dict(vocab_size=21128, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
             intermediate_size=3072, hidden_act="gelu", hidden_dropout_prob=0.1,
@@ -47,83 +46,36 @@ BASE = dict(vocab_size=21128, hidden_size=768, num_hidden_layers=12, num_attenti
             initializer_range=0.02)   # Google's chinese_L-12_H-768_A-12
 TINY = dict(BASE, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
 
-# (name, runner, options): who is measured in item 1; "legacy" runs bert4keras under tf_keras.
+# Item 1: (name, environment, job options); bert4keras's row runs scripts/bench_bert4keras.py under tf_keras.
 IMPLEMENTATIONS = [
-    ("ours, TensorFlow + XLA", "step", {"KERAS_BACKEND": "tensorflow"}, {"jit": True}),
-    ("ours, TensorFlow", "step", {"KERAS_BACKEND": "tensorflow"}, {"jit": False}),
-    ("ours, TensorFlow, mixed_bfloat16", "step", {"KERAS_BACKEND": "tensorflow"},
-     {"jit": False, "policy": "mixed_bfloat16"}),
-    ("ours, JAX", "step", {"KERAS_BACKEND": "jax"}, {"jit": True}),
-    ("ours, PyTorch", "step", {"KERAS_BACKEND": "torch"}, {"jit": False}),
-    ("bert4keras 0.11.5, tf_keras", "legacy", {}, {}),
-    ("transformers, PyTorch", "hf", {}, {}),
+    ("ours, TensorFlow + XLA", {"KERAS_BACKEND": "tensorflow"}, {"jit": True}),
+    (OURS, {"KERAS_BACKEND": "tensorflow"}, {"jit": False}),
+    ("ours, TensorFlow, mixed_bfloat16", {"KERAS_BACKEND": "tensorflow"}, {"jit": False, "policy": "mixed_bfloat16"}),
+    ("ours, JAX", {"KERAS_BACKEND": "jax"}, {"jit": True}),
+    ("ours, PyTorch", {"KERAS_BACKEND": "torch"}, {"jit": False}),
+    (BERT4KERAS, LEGACY, {}),
 ]
-
-# End to end, both pipelines: the task scripts' defaults for tnews/ocnli (the baselines'), given explicitly
-E2E = dict(batch_size=32, maxlen=128, lr=5e-4, epochs=1)
-
+E2E = dict(batch_size=32, maxlen=128, lr=5e-4, epochs=1)   # both pipelines: the baselines' tnews/ocnli flags
+TOKEN_SETS = ("mix of all fields", "tnews sentence", "afqmc pair", "ocnli pair", "iflytek sentence",
+              "cmrc2018 q+context")
 SETTINGS = {
     "full": dict(config=BASE, shapes=[(128, 8), (512, 2)], implementations=[i[0] for i in IMPLEMENTATIONS],
                  tasks=("tnews", "ocnli"), limit=1280, repeat=3, e2e_repeat=3, keep_outputs=False, texts=20000,
-                 token_sets=None, profile_shapes=[(128, 8), (25, 32)],
+                 token_sets=TOKEN_SETS,
                  peak_sizes=[(1024, 768, 3072), (1024, 3072, 768), (2048, 2048, 2048), (3072, 3072, 3072)]),
     # CI: every kind of process once, on a 2-layer width-64 model; the figures mean nothing
-    "smoke": dict(config=TINY, shapes=[(32, 4)], implementations=["ours, TensorFlow", BERT4KERAS],
-                  tasks=("tnews",), limit=64, repeat=3, e2e_repeat=1, keep_outputs=True, texts=200,
-                  token_sets=("tnews sentence", "ocnli pair"), profile_shapes=[(32, 4)],
+    "smoke": dict(config=TINY, shapes=[(32, 4)], implementations=[OURS, BERT4KERAS], tasks=("tnews",), limit=64,
+                  repeat=3, e2e_repeat=1, keep_outputs=True, texts=200, token_sets=("tnews sentence", "ocnli pair"),
                   peak_sizes=[(256, 256, 256)]),
 }
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Processes
-
-
-def run_process(args, env=None, timeout=3600, log=None):
-    """Run ``args``; returns (wall seconds, CPU seconds, peak resident MB of the process, exit code).
-    Output goes to ``log`` (a path) so a crash can be read; CPU time and peak RSS are the process's own
-    (``wait4`` rusage)."""
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONHASHSEED="0", CUDA_VISIBLE_DEVICES="",
-                       **(env or {}))
-    with open(log or os.devnull, "w") as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen(args, env=environment, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - start > timeout:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.05)
-        seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode
-
-
 class Runner:
-    """Runs worker processes, keeping their logs in ``work`` and failing loudly with the log's tail."""
+    """Runs each measurement as a process, its log and job files in ``work``; fails with the log's tail.
+    CPU time and peak RSS are the process's own (``wait4`` rusage)."""
 
-    def __init__(self, work, verbose=True):
-        self.work, self.verbose, self.count = Path(work), verbose, 0
-
-    def __call__(self, name, args, env=None, result=True, timeout=3600):
-        self.count += 1
-        tag = f"{self.count:02d}"
-        log = self.work / f"{tag}.log"
-        out = self.work / f"{tag}.result.json"
-        args = [PYTHON, *map(str, args)] + ([str(out)] if result else [])
-        if self.verbose:
-            print(f"[{time.strftime('%H:%M:%S')}] {name} ...", end=" ", flush=True)
-        seconds, cpu, rss, code = run_process(args, env, timeout, log)
-        if code != 0:
-            tail = log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{name} failed (exit {code}), log {log}:\n{tail}")
-        data = json.loads(out.read_text()) if result else {}
-        if self.verbose:
-            print(f"{seconds:.1f} s (CPU {cpu:.1f} s), {rss:.0f} MB", flush=True)
-        return {**data, "wall_s": seconds, "cpu_s": cpu, "peak_rss_mb": rss}
+    def __init__(self, work):
+        self.work, self.count = Path(work), 0
 
     def job(self, job):
         self.count += 1
@@ -131,11 +83,25 @@ class Runner:
         path.write_text(json.dumps(job))
         return path
 
-
-def installed(module):
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
+    def __call__(self, name, script, *args, env=None, result=True):
+        self.count += 1
+        log, out = self.work / f"{self.count:02d}.log", self.work / f"{self.count:02d}.result.json"
+        command = [sys.executable, str(script), *map(str, args)] + ([str(out)] if result else [])
+        environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONHASHSEED="0", CUDA_VISIBLE_DEVICES="",
+                           PYTHONPATH=str(REPO), **(env or {}))
+        print(f"[{time.strftime('%H:%M:%S')}] {name} ...", end=" ", flush=True)
+        with open(log, "w") as output:
+            start = time.perf_counter()
+            proc = subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT, cwd=REPO)
+            _, status, usage = os.wait4(proc.pid, 0)
+            seconds = time.perf_counter() - start
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            raise RuntimeError(f"{name} failed (exit {code}), log {log}:\n{log.read_text(errors='replace')[-3000:]}")
+        cpu, rss = usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+        print(f"{seconds:.1f} s (CPU {cpu:.1f} s), {rss:.0f} MB", flush=True)
+        data = json.loads(out.read_text()) if result else {}
+        return {**data, "wall_s": seconds, "cpu_s": cpu, "peak_rss_mb": rss}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -143,89 +109,62 @@ def installed(module):
 
 
 def make_model_dir(run, folder, config, vocab_path):
-    """bert_config.json, vocab.txt (a link to the real vocabulary) and a random Google-format checkpoint
-    written from our encoder, loaded by both pipelines of item 2."""
+    """bert_config.json, vocab.txt (a link to the real vocabulary) and a random Google-format checkpoint."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "bert_config.json").write_text(json.dumps(config, indent=1))
     (folder / "vocab.txt").unlink(missing_ok=True)
     (folder / "vocab.txt").symlink_to(Path(vocab_path).resolve())
-    job = run.job({"config": config, "prefix": str(folder / "bert_model.ckpt")})
-    run("random BERT checkpoint", [REPO / "scripts" / "bench_worker.py", "checkpoint", job])
+    run("random BERT checkpoint", WORKER, "checkpoint", run.job({"config": config,
+                                                                 "prefix": str(folder / "bert_model.ckpt")}))
     return folder
 
 
-def measure_peak(run, setting):
-    job = run.job({"sizes": setting["peak_sizes"], "repeat": max(5, setting["repeat"])})
-    return run("fp32 matmul peak", [REPO / "scripts" / "bench_worker.py", "peak", job])
+def measure_steps(run, setting, config_path):
+    import importlib.util
 
-
-def measure_steps(run, setting, config_path, skip=()):
-    """Item 1: every implementation at every (seq, batch)."""
     results = []
     for seq, batch in setting["shapes"]:
-        for name, runner, env, options in IMPLEMENTATIONS:
+        for name, env, options in IMPLEMENTATIONS:
             if name not in setting["implementations"]:
                 continue
             row = {"name": name, "seq": seq, "batch": batch}
-            needs = {"hf": ["torch", "transformers"], "legacy": ["bert4keras", "tf_keras"],
-                     "step": [env.get("KERAS_BACKEND", "tensorflow")]}[runner]   # backend = its module
-            missing = [m for m in needs if not installed(m)]
-            if missing or name in skip:
-                results.append({**row, "skipped": f"{', '.join(missing)} not installed" if missing else "skipped"})
+            needs = ["bert4keras", "tf_keras"] if env is LEGACY else [env["KERAS_BACKEND"]]
+            missing = [m for m in needs if importlib.util.find_spec(m) is None]
+            if missing:
+                results.append({**row, "skipped": f"{', '.join(missing)} not installed"})
                 continue
             job = run.job({"config": setting["config"], "config_path": str(config_path), "seq": seq,
                            "batch": batch, "classes": 2, "repeat": setting["repeat"], **options})
-            if runner == "legacy":
-                args, env = [REPO / "scripts" / "bench_bert4keras.py", "step", job], LEGACY
-            else:
-                args = [REPO / "scripts" / "bench_worker.py", runner, job]
-            results.append({**row, **run(f"{name}, seq {seq} x batch {batch}", args, env)})
+            script = BERT4KERAS_SIDE if env is LEGACY else WORKER
+            results.append({**row, **run(f"{name}, seq {seq} x batch {batch}", script, "step", job, env=env)})
     return results
 
 
-def measure_profile(run, setting):
-    """Where the time of our train step goes, at each profiled (seq, batch)."""
-    rows = []
-    for seq, batch in setting["profile_shapes"]:
-        job = run.job({"config": setting["config"], "seq": seq, "batch": batch, "classes": 15,
-                       "repeat": setting["repeat"]})
-        rows.append({"seq": seq, "batch": batch, **run(f"profile of our train step, seq {seq} x batch {batch}",
-                                                        [REPO / "scripts" / "bench_worker.py", "profile", job])})
-    return rows
-
-
-def e2e_ours(run, task, model_dir, data_dir, limit, out):
-    args = [REPO / "tasks" / f"{task}.py", "--data-dir", data_dir, "--model", "bert-base",
-            "--model-dir", model_dir, "--optimizer", "adafactor", "--limit", limit, "--output-dir", out,
-            "--verbose", 0, "--seed", 0]
-    for flag, value in E2E.items():
-        args += [f"--{flag.replace('_', '-')}", value]
-    return run(f"e2e {task}, ours", args, {"KERAS_BACKEND": "tensorflow"}, result=False)
-
-
-def e2e_bert4keras(run, task, model_dir, data_dir, limit, out):
-    job = run.job({"task": task, "data_dir": str(data_dir), "output_dir": str(out),
-                   "vocab_path": str(model_dir / "vocab.txt"), "config_path": str(model_dir / "bert_config.json"),
-                   "checkpoint_path": str(model_dir / "bert_model.ckpt"), "limit": limit, **E2E})
-    return run(f"e2e {task}, bert4keras", [REPO / "scripts" / "bench_bert4keras.py", "e2e", job], LEGACY,
-               result=False)
-
-
 def measure_e2e(run, setting, model_dir, data_dir):
-    """Item 2: each pipeline ``e2e_repeat`` times per task, alternating so drifts in load hit both alike."""
+    """Each pipeline ``e2e_repeat`` times per task, alternating so that drifts in load hit both alike."""
     results = []
     for task in setting["tasks"]:
-        pipelines = {"bert4keras": e2e_bert4keras, "ours": e2e_ours}
-        runs = {name: [] for name in pipelines}
+        runs = {"bert4keras": [], "ours": []}
         for r in range(setting["e2e_repeat"]):
-            for name, fn in pipelines.items():
-                out = run.work / f"e2e_{task}_{name.replace(', ', '_')}_{r}"
+            for pipeline, rows in runs.items():
+                out = run.work / f"e2e_{task}_{pipeline}_{r}"
                 shutil.rmtree(out, ignore_errors=True)
-                runs[name].append(fn(run, task, model_dir, data_dir, setting["limit"], out))
+                if pipeline == "ours":
+                    flags = [f for key, value in E2E.items() for f in (f"--{key.replace('_', '-')}", value)]
+                    rows.append(run(f"e2e {task}, ours", REPO / "tasks" / f"{task}.py", "--data-dir", data_dir,
+                                    "--model", "bert-base", "--model-dir", model_dir, "--optimizer", "adafactor",
+                                    "--limit", setting["limit"], "--output-dir", out, "--verbose", 0, "--seed", 0,
+                                    *flags, env={"KERAS_BACKEND": "tensorflow"}, result=False))
+                else:
+                    job = run.job({"task": task, "data_dir": str(data_dir), "output_dir": str(out),
+                                   "vocab_path": str(model_dir / "vocab.txt"), "limit": setting["limit"],
+                                   "config_path": str(model_dir / "bert_config.json"),
+                                   "checkpoint_path": str(model_dir / "bert_model.ckpt"), **E2E})
+                    rows.append(run(f"e2e {task}, bert4keras", BERT4KERAS_SIDE, "e2e", job, env=LEGACY, result=False))
                 if not setting["keep_outputs"]:   # BERT-base weights and backups: 1.3 GB a run
                     shutil.rmtree(out, ignore_errors=True)
-        for name, rows in runs.items():
-            results.append({"task": task, "pipeline": name, "limit": setting["limit"],
+        for pipeline, rows in runs.items():
+            results.append({"task": task, "pipeline": pipeline, "limit": setting["limit"],
                             "steps": -(-setting["limit"] // E2E["batch_size"]),
                             "wall_s": statistics.median(r["wall_s"] for r in rows),
                             "wall_all": [r["wall_s"] for r in rows],
@@ -234,99 +173,254 @@ def measure_e2e(run, setting, model_dir, data_dir):
     return results
 
 
-def measure_tokenization(setting, data_dir, vocab_path):
-    """Item 3, through scripts/benchmark_tokenizer.py (bert4keras runs in its own process there)."""
-    from benchmark_tokenizer import benchmark_sets, measure
+def token_set(name, data_dir, n):
+    """(texts, second texts or None, maxlen) of a tokenization set, drawn deterministically from the files."""
+    from clue.data import load_cmrc2018, load_json_lines
+    from tokenizer_parity import collect, sample
 
-    sets = benchmark_sets(data_dir, setting["texts"], setting["token_sets"])
+    if name == "mix of all fields":
+        return [t for _, t in sample(collect(data_dir)[0], n)], None, None
+    if name == "cmrc2018 q+context":
+        rows = load_cmrc2018(data_dir / "cmrc2018" / "cmrc2018_dev.json")[:n]
+        return [r["question"] for r in rows], [r["context"] for r in rows], 512
+    task, kind = name.split()
+    fields = ("sentence1", "sentence2") if kind == "pair" else ("sentence",)
+    file = {"tnews": "train.json", "ocnli": "train.50k.json"}.get(task, "dev.json")
+    rows = load_json_lines(data_dir / task / file, fields)[:n]
+    return [r[fields[0]] for r in rows], [r[fields[-1]] for r in rows] if kind == "pair" else None, \
+        128 if kind == "pair" else None
+
+
+def measure_tokenization(run, setting, data_dir, vocab_path):
     rows = []
-    for name, (texts, seconds, maxlen) in sets.items():
-        print(f"[{time.strftime('%H:%M:%S')}] tokenization, {name} ...", flush=True)
-        rows.append({"set": name, **measure(texts, vocab_path, seconds, maxlen, setting["repeat"])})
+    for name in setting["token_sets"]:
+        texts, seconds, maxlen = token_set(name, Path(data_dir), setting["texts"])
+        items = [[a, None if seconds is None else b] for a, b in zip(texts, seconds or texts)]
+        job = run.job({"items": items, "maxlen": maxlen, "vocab_path": str(vocab_path), "rounds": setting["repeat"]})
+        measured = run(f"tokenization, {name}", BERT4KERAS_SIDE, "tokenize", job, env=LEGACY)
+        t, n = measured["seconds"], len(items)   # CPU seconds per variant -> texts/s, and ratios to bert4keras
+        rows.append({"set": name, "n": n, **{k: n / v for k, v in t.items()},
+                     **{"ratio" + k[4:]: t["bert4keras"] / v for k, v in t.items() if k.startswith("ours")},
+                     "identical": measured["identical"]})
     return rows
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Report
+# FLOPs, targets and the report
 
 
-def machine():
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        memory = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 ** 2
-    except OSError:
-        memory = float("nan")
-    from importlib.metadata import PackageNotFoundError, version
+def matmul_params(config):
+    """Weights that multiply activations, per token: per layer Q, K, V and the attention output (H x H)
+    and the two feed-forward matrices (H x I). Embedding lookups are gathers; the head is negligible."""
+    h, i, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    return layers * (4 * h * h + 2 * h * i)
 
-    versions = {}
-    for module in ("tensorflow", "keras", "tf_keras", "jax", "torch", "transformers", "bert4keras", "numpy"):
-        try:
-            versions[module] = version(module if module != "tf_keras" else "tf-keras")
-        except PackageNotFoundError:
-            versions[module] = "not installed"
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory, 1), "python": platform.python_version(),
-            "os": platform.platform(), "versions": versions}
+
+def step_flops(config, batch, seq, train=True):
+    """Matmul FLOPs of one step: forward 2 * params * tokens plus attention's two batched matmuls
+    (Q K^T and probs V, 2 * 2 * batch * seq^2 * H per layer); a train step is 3x the forward (the backward
+    pass multiplies twice as much: gradients of inputs and of weights)."""
+    forward = 2 * matmul_params(config) * batch * seq \
+        + 4 * config["num_hidden_layers"] * batch * seq * seq * config["hidden_size"]
+    return 3 * forward if train else forward
+
+
+def summary(results):
+    """Derived figures (FLOP/s, MFU, ratios) added to the rows, and each target's verdict."""
+    targets, config = [], results["config"]
+    peak = results.get("peak", {}).get("peak_gflops")
+    steps = [r for r in results.get("steps", []) if "skipped" not in r]
+    bert4keras = {r["seq"]: r for r in steps if r["name"] == BERT4KERAS}
+    for row in steps:
+        row["train_gflops"] = step_flops(config, row["batch"], row["seq"]) / row["train_s"] / 1e9
+        row["infer_gflops"] = step_flops(config, row["batch"], row["seq"], train=False) / row["infer_s"] / 1e9
+        if peak:
+            row.update(train_mfu=row["train_gflops"] / peak, infer_mfu=row["infer_gflops"] / peak)
+        if row["seq"] in bert4keras:
+            row["train_vs_bert4keras"] = bert4keras[row["seq"]]["train_s"] / row["train_s"]
+            row["infer_vs_bert4keras"] = bert4keras[row["seq"]]["infer_s"] / row["infer_s"]
+
+    def memory(what, ours, theirs):
+        targets.append({"target": f"peak memory <= bert4keras, {what}", "met": ours <= theirs,
+                        "figure": f"{ours:,.0f} vs {theirs:,.0f} MB"})
+
+    ours = [r for r in steps if r["name"] == OURS]
+    for row in ours if peak else ():
+        targets.append({"target": f"MFU >= 50% of matmul peak, train step seq {row['seq']} x {row['batch']}",
+                        "figure": f"{row['train_mfu']:.0%} ({row['train_gflops']:.0f} of {peak:.0f} GFLOP/s)",
+                        "met": row["train_mfu"] >= TARGETS["mfu"]})
+    for row in (r for r in ours if r["seq"] in bert4keras):
+        memory(f"train seq {row['seq']} x {row['batch']}", row["peak_rss_mb"], bert4keras[row["seq"]]["peak_rss_mb"])
+    e2e = results.get("e2e", [])
+    for task in dict.fromkeys(r["task"] for r in e2e):
+        theirs = next(r for r in e2e if r["task"] == task and r["pipeline"] == "bert4keras")
+        ours = next(r for r in e2e if r["task"] == task and r["pipeline"] == "ours")
+        theirs["speedup"], ours["speedup"] = 1.0, theirs["wall_s"] / ours["wall_s"]
+        targets.append({"target": f"end to end >= 1.5x bert4keras, {task}", "met": ours["speedup"] >= TARGETS["e2e"],
+                        "figure": f"{ours['speedup']:.2f}x ({theirs['wall_s']:.0f} s -> {ours['wall_s']:.0f} s)"})
+        memory(f"end to end {task}", ours["peak_rss_mb"], theirs["peak_rss_mb"])
+    tokenization = results.get("tokenization", [])
+    if tokenization:
+        worst = min(tokenization, key=lambda r: r["ratio_arrays"])
+        identical = all(r["identical"] for r in tokenization)
+        targets.append({"target": "tokenization >= 10x bert4keras, every set (ours as the task pipeline calls "
+                                  "it: `encode_batch(arrays=True)`)",
+                        "figure": f"{worst['ratio_arrays']:.1f}x at worst ({worst['set']}); ids identical: {identical}",
+                        "met": worst["ratio_arrays"] >= TARGETS["tokenization"] and identical})
+    return {"targets": targets}
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def fmt(x, spec=",.0f"):
+    return "-" if x is None else format(x, spec)
+
+
+def loads(values):
+    return "/".join(f"{x:.2f}" for x in values)
+
+
+def render(results):
+    m, config, setting = results["machine"], results["config"], results["setting"]
+    updates = "".join(f" Items {', '.join(u['items'])} re-measured by `{u['command']}` ({u['date']}, "
+                      f"{u.get('minutes', 0):.0f} min, load average at start {loads(u['load_start'])})."
+                      for u in results.get("updates", []))
+    parts = [
+        f"Generated by `{results['command']}` ({results['mode']} run, {results['date']}, {results['minutes']:.0f} "
+        f"min). Raw numbers: `{results.get('raw', 'docs/benchmark.json')}`.{updates}", "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, no GPU; {m['os']}, Python "
+        f"{m['python']}. " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+        f"Load average (1/5/15 min) at start {loads(results['load_start'])}, at end {loads(results['load_end'])}.",
+        "", f"Model: BERT, hidden {config['hidden_size']}, {config['num_hidden_layers']} layers, "
+        f"{config['num_attention_heads']} heads, intermediate {config['intermediate_size']}, vocab "
+        f"{config['vocab_size']}, dropout {config['hidden_dropout_prob']}, fp32. Medians of {setting['repeat']} "
+        "repetitions.", "", "## Targets", "",
+        table(["target", "measured", "met"],
+              [[t["target"], t["figure"], "yes" if t["met"] else "**no**"] for t in results["summary"]["targets"]])]
+    if "peak" in results:
+        parts += ["", "## fp32 matmul peak of this machine", "",
+                  f"Best median rate of an (m x k) @ (k x n) fp32 matmul: **{results['peak']['peak_gflops']:.0f} "
+                  "GFLOP/s**, the reference of the FLOP utilisation below.", "",
+                  table(["engine", "m x k x n", "GFLOP/s"], [[r["engine"], f"{r['m']} x {r['k']} x {r['n']}",
+                                                             fmt(r["gflops"])] for r in results["peak"]["matmuls"]])]
+    if "steps" in results:
+        rows = [[r["name"], f"{r['seq']} x {r['batch']}", *(["-"] * 7 + [r["skipped"]] if "skipped" in r else [
+            fmt(r["train_tokens_per_s"]), f"{r['train_s']:.3f}", fmt(r.get("train_vs_bert4keras"), ".2f") + "x",
+            fmt(r.get("train_mfu"), ".0%"), fmt(r["infer_tokens_per_s"]), fmt(r.get("infer_mfu"), ".0%"),
+            fmt(r["peak_rss_mb"]), f"first step {r['first_step_s']:.0f} s"])] for r in results["steps"]]
+        h, i, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+        parts += ["", "## 1. Train and inference steps (random full-length batches)", "",
+                  "Train step: forward, backward and an Adam update of the classifier ([CLS] -> Dense), the same "
+                  "optimizer algorithm everywhere (keras / tf_keras Adam). Inference: forward only. tokens/s = "
+                  "batch x seq / median step time. MFU = analytic matmul FLOPs per step / time / matmul peak.", "",
+                  table(["implementation", "seq x batch", "train tokens/s", "train s/step", "vs bert4keras",
+                         "train MFU", "infer tokens/s", "infer MFU", "peak RSS MB", "note"], rows), "",
+                  "FLOP accounting (matmuls only; embeddings are gathers): per token the dense layers multiply by "
+                  f"P = L (4 H^2 + 2 H I) = {layers} x (4 x {h}^2 + 2 x {h} x {i}) = {matmul_params(config):,} "
+                  "weights; forward FLOPs = 2 P B T + 4 L B T^2 H (attention scores and weighted sum), train = 3 x "
+                  f"forward. Seq 128 x 8: {step_flops(config, 8, 128) / 1e9:.0f} GFLOP per train step; seq 512 x "
+                  f"2: {step_flops(config, 2, 512) / 1e9:.0f} GFLOP."]
+    if "e2e" in results:
+        hyper, limit = setting["e2e"], setting["limit"]
+        lr = f"{hyper['lr']:.0e}".replace("e-0", "e-")   # 5e-4, as the flag is written
+        rows = [[r["task"], r["pipeline"], r["steps"], f"{r['wall_s']:.1f}",
+                 ", ".join(f"{x:.1f}" for x in r["wall_all"]), f"{r['cpu_s']:.0f}",
+                 fmt(r.get("speedup", 1.0), ".2f") + "x", fmt(r["peak_rss_mb"])]
+                for r in results["e2e"]]
+        parts += ["", "## 2. End to end on real CLUE text", "",
+                  f"{hyper['epochs']} epoch{'s' if hyper['epochs'] > 1 else ''} on the first {limit} train examples "
+                  f"(batch {hyper['batch_size']}, maxlen {hyper['maxlen']}, Adafactor lr {lr}), dev accuracy after "
+                  "each epoch with the best weights saved, then (ocnli) the test file predicted and written; the "
+                  f"first {limit} dev and test examples. Wall time of the whole process, Python start to exit, as a "
+                  "user runs it: ours is `python tasks/<task>.py --model bert-base --model-dir <dir> --limit N` "
+                  "with these flags, bert4keras is scripts/bench_bert4keras.py (a re-creation of the "
+                  "CLUE-bert4keras scripts, see its docstring). Both load the same random Google-format BERT "
+                  "checkpoint.", "",
+                  table(["task", "pipeline", "train steps", "median s", "all runs s", "CPU s", "speed-up",
+                         "peak RSS MB"], rows)]
+    if "tokenization" in results:
+        rows = [[r["set"], r["n"], fmt(r["bert4keras"]), fmt(r["ours"]), fmt(r["ours_batch"]), fmt(r["ours_arrays"]),
+                 f"{r['ratio']:.1f}x", f"{r['ratio_batch']:.1f}x", f"**{r['ratio_arrays']:.1f}x**",
+                 "yes" if r["identical"] else "**NO**"] for r in results["tokenization"]]
+        parts += ["", "## 3. Tokenization", "",
+                  "texts/s in CPU time, best of the repetitions (`tokenize` in scripts/bench_bert4keras.py): "
+                  "bert4keras `encode`; ours `encode` one text at a time, `encode_batch` (lists, like `encode`) and "
+                  "`encode_batch(arrays=True)` (int32 views into one buffer: what the task pipeline calls, and the "
+                  "target's figure); all four compared id for id.", "",
+                  table(["texts", "n", "bert4keras/s", "ours/s", "ours batch/s", "ours arrays/s", "ratio",
+                         "batch ratio", "arrays ratio", "identical ids"], rows)]
+    return "\n".join(parts) + "\n"
 
 
 START, END = "<!-- generated by scripts/benchmark.py: start -->", "<!-- generated by scripts/benchmark.py: end -->"
 
 
 def write_report(path, text):
-    """Put ``text`` between the START and END markers of ``path``, keeping what is written around them
-    (the analysis); a new file gets the generated part alone. Written atomically."""
+    """``text`` between the START and END markers of ``path``, keeping what is written around them (the
+    analysis); a new file gets the generated part alone."""
     block = f"{START}\n{text}{END}\n"
     old = path.read_text(encoding="utf-8") if path.is_file() else ""
     if START in old and END in old:
         after = old[old.index(END) + len(END):].lstrip("\n")
         block = old[:old.index(START)] + block + ("\n" + after if after else "")
     else:
-        block = "# Benchmark: ours vs bert4keras vs transformers\n\n" + block
+        block = "# Benchmark: ours vs bert4keras\n\n" + block
     write_atomic(path, block)
 
 
-ITEMS = ("peak", "steps", "profile", "e2e", "tokenization")
+def machine():
+    from importlib.metadata import PackageNotFoundError, version
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown")
+    versions = {}
+    for package in ("tensorflow", "keras", "tf-keras", "jax", "torch", "bert4keras", "numpy"):
+        try:
+            versions[package.replace("-", "_")] = version(package)
+        except PackageNotFoundError:
+            versions[package.replace("-", "_")] = "not installed"
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 ** 2
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory, 1), "python": platform.python_version(),
+            "os": platform.platform(), "versions": versions}
+
+
+ITEMS = ("peak", "steps", "e2e", "tokenization")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="tiny model and sizes: under a minute, for CI")
+    parser.add_argument("--smoke", action="store_true", help="tiny model and sizes: about a minute, for CI")
     parser.add_argument("--data-dir", default=os.environ.get("CLUE_DATA_DIR", str(SHARED / "clue_data")))
     parser.add_argument("--vocab", default=str(SHARED / "vocab" / "chinese_bert_vocab.txt"))
     parser.add_argument("--repeat", type=int, help="repetitions per measurement (at least 3)")
-    parser.add_argument("--limit", type=int, help=f"end to end: train/dev/test examples (steps = limit / {E2E['batch_size']})")
-    parser.add_argument("--only", nargs="+", choices=ITEMS, help="run only these items")
-    parser.add_argument("--update", action="store_true",
-                        help="merge the items run into the existing --json results and re-render --out from them "
-                             "(the other items keep their figures; the report says which items ran when)")
+    parser.add_argument("--limit", type=int,
+                        help=f"end to end: train/dev/test examples (steps = limit / {E2E['batch_size']})")
     parser.add_argument("--tasks", nargs="+", choices=("tnews", "ocnli"), help="end-to-end tasks (default both)")
-    parser.add_argument("--skip", nargs="*", default=[], help="item-1 implementations to leave out (by name)")
+    parser.add_argument("--only", nargs="+", choices=ITEMS, help="run only these items")
+    parser.add_argument("--update", action="store_true", help="merge the items run into the existing --json "
+                        "results and re-render --out from them (the report says which items ran when)")
     parser.add_argument("--out", help="markdown report (default docs/benchmark.md; none with --smoke)")
     parser.add_argument("--json", help="raw results (default docs/benchmark.json; none with --smoke)")
     parser.add_argument("--work", help="folder for checkpoints, logs and outputs (default: a temporary one)")
     args = parser.parse_args(argv)
     setting = dict(SETTINGS["smoke" if args.smoke else "full"])
-    if args.repeat:
+    if args.repeat is not None:
         if args.repeat < 3:
             parser.error("--repeat must be at least 3 (the report gives medians)")
         setting["repeat"] = setting["e2e_repeat"] = args.repeat
-    if args.limit:
-        setting["limit"] = args.limit
+    setting["limit"], setting["tasks"] = args.limit or setting["limit"], tuple(args.tasks or setting["tasks"])
     out = args.out or (None if args.smoke else str(REPO / "docs" / "benchmark.md"))
     json_out = args.json or (None if args.smoke else str(REPO / "docs" / "benchmark.json"))
-    if args.tasks:
-        setting["tasks"] = tuple(args.tasks)
     only = set(args.only or ITEMS)
     if args.update and not (json_out and Path(json_out).is_file()):
         parser.error(f"--update merges into the results of an earlier run, but {json_out} does not exist")
 
     work = Path(args.work or tempfile.mkdtemp(prefix="clue-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    run = Runner(work)
-    started = time.time()
+    run, started = Runner(work), time.time()
     command = " ".join(["python scripts/benchmark.py", *(argv if argv is not None else sys.argv[1:])])
     date = time.strftime("%Y-%m-%d %H:%M %Z")
     if args.update:
@@ -341,23 +435,19 @@ def main(argv=None):
         if only & {"steps", "e2e"}:
             model_dir = make_model_dir(run, work / "model", setting["config"], args.vocab)
         if "peak" in only:
-            results["peak"] = measure_peak(run, setting)
+            results["peak"] = run("fp32 matmul peak", WORKER, "peak",
+                                  run.job({"sizes": setting["peak_sizes"], "repeat": max(5, setting["repeat"])}))
         if "steps" in only:
-            results["steps"] = measure_steps(run, setting, model_dir / "bert_config.json", args.skip)
-        if "profile" in only:
-            results["profile"] = measure_profile(run, setting)
+            results["steps"] = measure_steps(run, setting, model_dir / "bert_config.json")
         if "e2e" in only:
             results["e2e"] = measure_e2e(run, setting, model_dir, Path(args.data_dir))
         if "tokenization" in only:
-            results["tokenization"] = measure_tokenization(setting, args.data_dir, args.vocab)
+            results["tokenization"] = measure_tokenization(run, setting, args.data_dir, args.vocab)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
-    if args.update:
-        results["updates"][-1].update(load_end=os.getloadavg(), minutes=(time.time() - started) / 60)
-    else:
-        results["load_end"] = os.getloadavg()
-        results["minutes"] = (time.time() - started) / 60
+    timing = {"load_end": os.getloadavg(), "minutes": (time.time() - started) / 60}
+    (results["updates"][-1] if args.update else results).update(timing)
     if json_out:
         raw = Path(json_out).resolve()
         results["raw"] = str(raw.relative_to(REPO) if raw.is_relative_to(REPO) else raw)

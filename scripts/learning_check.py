@@ -32,13 +32,12 @@ def main():
     args = p.parse_args()
 
     import tnews
-    from clue.data import load_classification, task_files
+    from clue.paths import find_task_dir
     from clue.registry import get
 
-    files = task_files("tnews", args.data_dir)
-    labels = get("tnews").labels
-    train = load_classification(files["train"], ("sentence",), labels)[:args.limit]
-    dev = load_classification(files["dev"], ("sentence",), labels)[:args.limit]
+    task = get("tnews")
+    files = task.find_files(find_task_dir(task.name, args.data_dir))
+    train, dev = (task.read(files[split])[:args.limit] for split in ("train", "dev"))
     majority, _ = collections.Counter(r["label"] for r in train).most_common(1)[0]
     baseline = sum(r["label"] == majority for r in dev) / len(dev)
     print(f"tnews: {len(train)} train, {len(dev)} dev; majority class {majority} (from train) "

@@ -12,8 +12,9 @@ one JSON object {"#idiomNNNNNN#": candidate index}.
     python tasks/chid.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
 """
 
-from clue import choices, cli, metrics, predictions, training
-from clue.data import load_chid
+import functools
+
+from clue import batching, cli, heads, metrics, multiple_choice, predictions, training
 
 TASK = "chid"
 NUM_CHOICES = 10
@@ -23,48 +24,45 @@ def main(argv=None):
     run = cli.start(TASK, argv)
     args, tokenizer = run.args, run.tokenizer
 
-    def read(source):   # train and dev blanks come with their answer files
-        answers = run.files[f"{source}_answer"] if isinstance(source, str) else None
-        return run.load(source, lambda path: load_chid(path, answers))
-
-    def examples(records):
+    def examples(records):   # (one sequence per candidate, answer index) per blank
         contexts, out = {}, []   # contexts of every blank of a passage, made once per passage
         for r in records:
             passage = (r["group"], r["passage"])
             if run.spec.family == "roformer_v2":   # RoFormerV2's clue/chid.py: the idiom between the sides
-                left, right = choices.blank_sides(r["text"], r["id"], args.maxlen - 8)
-                ids = choices.idiom_between(tokenizer, r["candidates"], left, right)
+                left, right = multiple_choice.blank_sides(r["text"], r["id"], args.maxlen - 8)
+                ids = multiple_choice.idiom_between(tokenizer, r["candidates"], left, right)
             else:
                 if passage not in contexts:
-                    contexts[passage] = choices.blank_contexts(tokenizer, r["text"], args.maxlen - 7)
-                ids = choices.chid_choices(tokenizer, r["candidates"], contexts[passage][r["id"]], args.maxlen)
+                    contexts[passage] = multiple_choice.blank_contexts(tokenizer, r["text"], args.maxlen - 7)
+                context = contexts[passage][r["id"]]
+                ids = multiple_choice.chid_choices(tokenizer, r["candidates"], context, args.maxlen)
             out.append((ids, r["label"] or 0))
         return out
 
-    def batches(found, shuffle=False):
-        collate = lambda chunk: choices.choice_batch(chunk, NUM_CHOICES)  # noqa: E731
-        return choices.Collated(found, collate, args.batch_size, shuffle, args.seed)
+    def batches(found, shuffle=False):   # (batch, 10, len) token ids
+        return batching.Batches(found, functools.partial(multiple_choice.collate, num_choices=NUM_CHOICES),
+                                args.batch_size, shuffle, args.seed, length_of=multiple_choice.longest_choice)
 
-    # data: each blank -> one sequence per candidate -> batches of (batch, 10, len)
-    train = examples(read("train"))
-    dev = read("dev")
+    # data: the blanks (train and dev labelled from their *_answer.json files)
+    train = examples(run.read("train"))
+    dev = run.read("dev")
     dev_examples = examples(dev)
 
     # head: [CLS] vector -> Dense(1) per candidate -> softmax over the candidates
-    model = choices.choice_model(run.encoder(), NUM_CHOICES, args.pooling, seed=args.seed)
+    model = heads.choice_scorer(run.encoder(), NUM_CHOICES, args.pooling, seed=args.seed)
 
-    def predict(records, found):   # candidate probabilities; the line's blanks share them out (decode)
-        return predictions.Assignment.of(records, training.predict(model, batches(found)))
+    def predict(records, found):   # candidate probabilities; the blanks of a line pick distinct ones (decode)
+        return predictions.Assignment.of(records, batching.predict(model, batches(found)))
 
     def evaluate(model):
         return metrics.accuracy([r["label"] for r in dev], predict(dev, dev_examples).decode())
 
     # fit, keeping the best dev epoch (or load it: --mode eval / predict)
-    training.fit(model, batches(train, shuffle=True) if train else None, evaluate, run)
+    training.fit(model, batches(train, shuffle=True), evaluate, run, loss="sparse_categorical_crossentropy")
 
     # predict dev and each test file with the best weights: {blank: candidate index}
     for split, out in run.outputs():
-        records = read(split)
+        records = run.read(split)
         predict(records, examples(records)).write(out)
         print(f"wrote {out} ({len(records)} blanks)")
 

@@ -10,8 +10,10 @@ inclusive character offsets.
     python tasks/cluener.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
 """
 
-from clue import cli, metrics, predictions, spans, training
-from clue.data import CLUENER_TYPES, load_cluener
+import functools
+
+from clue import batching, cli, heads, metrics, ner, predictions, training
+from clue.registry import CLUENER_TYPES
 
 TASK = "cluener"
 TYPES = CLUENER_TYPES   # one span head per entity type, in this order
@@ -21,39 +23,34 @@ def main(argv=None):
     run = cli.start(TASK, argv)
     args, tokenizer = run.args, run.tokenizer
 
-    def examples(records):
-        return [spans.ner_example(tokenizer, r["text"], [(kind, a, b) for a, b, kind in r["entities"] or ()],
-                                  TYPES, args.maxlen) for r in records]
+    def batches(sentences, shuffle=False):   # dense (heads, len, len) targets made per batch
+        return batching.Batches(sentences, functools.partial(ner.collate, heads=len(TYPES)), args.batch_size,
+                                shuffle, args.seed, length_of=ner.sentence_length)
 
-    def batches(found, shuffle=False):
-        collate = lambda chunk: spans.ner_batch(chunk, len(TYPES))  # noqa: E731
-        return spans.Collated(found, collate, args.batch_size, shuffle, args.seed)
-
-    # data: sentences -> [CLS] text [SEP] with gold (type, start token, end token) -> padded batches
-    train = examples(run.load("train", load_cluener))
-    dev = run.load("dev", load_cluener)
-    dev_examples = examples(dev)
+    # data: sentences -> [CLS] text [SEP] with gold (type, start token, end token)
+    train = ner.sentences(tokenizer, run.read("train"), TYPES, args.maxlen)
+    dev = run.read("dev")
+    dev_sentences = ner.sentences(tokenizer, dev, TYPES, args.maxlen)
 
     # head: one GlobalPointer head per entity type over the encoder's last layer; RoFormerV2's recipe shares
     # one query and key among the heads (EfficientGlobalPointer)
-    model = spans.span_model(run.encoder(), heads=len(TYPES), seed=args.seed,
-                             efficient=run.spec.family == "roformer_v2")
+    model = heads.span_scorer(run.encoder(), heads=len(TYPES), seed=args.seed,
+                              efficient=run.spec.family == "roformer_v2")
 
-    def predict(records, found):   # every pair's score per type; the pairs above 0 are the entities (decode)
-        tables = spans.predict_each(model, batches(found), spans.pointer_table)
-        return predictions.Entities.of(records, found, tables, TYPES)
+    def predict(records, sentences):   # every text pair's score per type; the pairs above 0 are the entities
+        tables = batching.predict(model, batches(sentences), reduce=ner.pointer_table)
+        return predictions.Entities.of(records, sentences, tables, TYPES)
 
     def evaluate(model):
-        return metrics.cluener_f1([r["label"] for r in dev], predict(dev, dev_examples).decode())
+        return metrics.cluener_f1([r["label"] for r in dev], predict(dev, dev_sentences).decode())
 
     # fit, keeping the best dev epoch (or load it: --mode eval / predict)
-    training.fit(model, batches(train, shuffle=True) if train else None, evaluate, run,
-                 loss=spans.span_multilabel_crossentropy)
+    training.fit(model, batches(train, shuffle=True), evaluate, run, loss=heads.span_multilabel_crossentropy)
 
     # predict dev and each test file with the best weights, one line per sentence in file order
     for split, out in run.outputs():
-        records = run.load(split, load_cluener)
-        predict(records, examples(records)).write(out)
+        records = run.read(split)
+        predict(records, ner.sentences(tokenizer, records, TYPES, args.maxlen)).write(out)
         print(f"wrote {out} ({len(records)} lines)")
 
 

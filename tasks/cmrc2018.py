@@ -10,8 +10,7 @@ results/cmrc2018_predict.json, one JSON object {question_id: answer_text}.
     python tasks/cmrc2018.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
 """
 
-from clue import cli, metrics, predictions, spans, training
-from clue.data import load_cmrc2018
+from clue import batching, cli, heads, metrics, predictions, reading, training
 
 TASK = "cmrc2018"
 STRIDE = 128
@@ -21,32 +20,21 @@ def main(argv=None):
     run = cli.start(TASK, argv)
     args, tokenizer = run.args, run.tokenizer
 
-    def windows(records, train=False):
-        """Every window of every question; a training window knows where its first answer lies."""
-        out = []
-        for q, r in enumerate(records):
-            answer = None
-            if train and r["answers"]:
-                answer = spans.locate_answer(r["context"], r["answers"][0], r["answer_starts"][0])
-            found, c_spans = spans.cmrc_windows(tokenizer, r["question"], r["context"], answer, args.maxlen,
-                                                STRIDE)
-            out += [dict(w, question=q, c_spans=c_spans) for w in found]
-        return out
+    def batches(windows, shuffle=False):
+        return batching.Batches(windows, reading.collate, args.batch_size, shuffle, args.seed,
+                                length_of=reading.window_length)
 
-    def batches(examples, shuffle=False):
-        return spans.Collated(examples, spans.window_batch, args.batch_size, shuffle, args.seed)
-
-    # data: questions -> windows over their contexts -> padded batches
-    train = windows(run.load("train", load_cmrc2018), train=True)
-    dev = run.load("dev", load_cmrc2018)
-    dev_windows = windows(dev)
+    # data: questions -> windows over their contexts (a training window knows where its answer lies)
+    train = reading.windows(tokenizer, run.read("train"), args.maxlen, STRIDE, train=True)
+    dev = run.read("dev")
+    dev_windows = reading.windows(tokenizer, dev, args.maxlen, STRIDE)
 
     # head: one GlobalPointer over the encoder's last layer; softmax over all (start, end) pairs
-    model = spans.span_model(run.encoder(), heads=1, seed=args.seed)
+    model = heads.span_scorer(run.encoder(), heads=1, seed=args.seed)
 
-    def predict(records, found):   # each question's best spans over its windows; the first is the answer
-        tops = spans.predict_each(model, batches(found), lambda scores: spans.top_spans(scores[0]))
-        return predictions.Answers.of(records, *spans.cmrc_nbest(found, tops, len(records)))
+    def predict(records, windows):   # each question's best spans over its windows; the first is the answer
+        tops = batching.predict(model, batches(windows), reduce=lambda scores: reading.top_spans(scores[0]))
+        return predictions.Answers.of(records, *reading.nbest(windows, tops, len(records)))
 
     def evaluate(model):
         golds, preds = [r["answers"] for r in dev], predict(dev, dev_windows).decode()
@@ -54,13 +42,12 @@ def main(argv=None):
         return metrics.cmrc2018_em(golds, preds)
 
     # fit, keeping the best dev epoch (or load it: --mode eval / predict)
-    training.fit(model, batches(train, shuffle=True) if train else None, evaluate, run,
-                 loss=spans.span_crossentropy)
+    training.fit(model, batches(train, shuffle=True), evaluate, run, loss=heads.span_crossentropy)
 
     # predict dev and each test file with the best weights: {question id: answer text}
     for split, out in run.outputs():
-        records = run.load(split, load_cmrc2018)
-        predict(records, windows(records)).write(out)
+        records = run.read(split)
+        predict(records, reading.windows(tokenizer, records, args.maxlen, STRIDE)).write(out)
         print(f"wrote {out} ({len(records)} answers)")
 
 

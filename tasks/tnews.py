@@ -7,10 +7,9 @@ test.json (and tnews10_predict.json from test1.0.json when present).
     python tasks/tnews.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
 """
 
-from clue import classification, cli
+from clue import batching, classification, cli, heads, metrics, predictions, training
 
 TASK = "tnews"
-FIELDS = ("sentence",)
 
 
 def frame(record):
@@ -18,7 +17,37 @@ def frame(record):
 
 
 def main(argv=None):
-    return classification.main(TASK, FIELDS, frame, argv)
+    run = cli.start(TASK, argv)
+    args, labels = run.args, run.task.labels
+
+    def examples(records):   # (token_ids, segment_ids, label index) per record
+        return classification.encode(run.tokenizer, records, frame, labels, args.maxlen, args.second_segment)
+
+    def batches(found, shuffle=False):   # padded per batch, similar lengths together; shuffled by (seed, epoch)
+        return batching.Batches(found, batching.pad_inputs, args.batch_size, shuffle, args.seed,
+                                bucket=batching.BUCKET)
+
+    # data: records -> examples
+    train = examples(run.read("train"))
+    dev = examples(run.read("dev"))
+
+    # head: the encoder's [CLS] vector (or --pooling) -> softmax over the labels
+    model = heads.classifier(run.encoder(), len(labels), args.pooling, seed=args.seed)
+
+    def evaluate(model):
+        probs = batching.predict(model, batches(dev))
+        return metrics.accuracy([label for _, _, label in dev], probs.argmax(-1))
+
+    # fit, keeping the best dev epoch (or load it: --mode eval / predict)
+    score = training.fit(model, batches(train, shuffle=True), evaluate, run, loss="sparse_categorical_crossentropy")
+
+    # predict dev and each test file with the best weights: label strings, the probabilities kept beside
+    for split, out in run.outputs():
+        records = run.read(split)
+        probs = batching.predict(model, batches(examples(records)))
+        predictions.Labels.of(records, probs, labels).write(out)
+        print(f"wrote {out} ({len(records)} lines)")
+    return score
 
 
 if __name__ == "__main__":

@@ -10,10 +10,9 @@ Default 30 epochs (1,244 training examples). Dev metric accuracy; writes results
 
 import functools
 
-from clue import classification, cli
+from clue import batching, classification, cli, heads, metrics, predictions, training
 
 TASK = "cluewsc2020"
-FIELDS = ("text", "target")
 
 
 def frame(record, family="bert"):
@@ -40,7 +39,37 @@ def frame(record, family="bert"):
 
 def main(argv=None):
     run = cli.start(TASK, argv)
-    return classification.main(TASK, FIELDS, functools.partial(frame, family=run.spec.family), run=run)
+    args, labels = run.args, run.task.labels
+    framing = functools.partial(frame, family=run.spec.family)   # RoFormerV2 marks its spans its own way
+
+    def examples(records):   # (token_ids, segment_ids, label index) per record
+        return classification.encode(run.tokenizer, records, framing, labels, args.maxlen, args.second_segment)
+
+    def batches(found, shuffle=False):   # padded per batch, similar lengths together; shuffled by (seed, epoch)
+        return batching.Batches(found, batching.pad_inputs, args.batch_size, shuffle, args.seed,
+                                bucket=batching.BUCKET)
+
+    # data: records -> examples
+    train = examples(run.read("train"))
+    dev = examples(run.read("dev"))
+
+    # head: the encoder's [CLS] vector (or --pooling) -> softmax over the labels
+    model = heads.classifier(run.encoder(), len(labels), args.pooling, seed=args.seed)
+
+    def evaluate(model):
+        probs = batching.predict(model, batches(dev))
+        return metrics.accuracy([label for _, _, label in dev], probs.argmax(-1))
+
+    # fit, keeping the best dev epoch (or load it: --mode eval / predict)
+    score = training.fit(model, batches(train, shuffle=True), evaluate, run, loss="sparse_categorical_crossentropy")
+
+    # predict dev and each test file with the best weights: label strings, the probabilities kept beside
+    for split, out in run.outputs():
+        records = run.read(split)
+        probs = batching.predict(model, batches(examples(records)))
+        predictions.Labels.of(records, probs, labels).write(out)
+        print(f"wrote {out} ({len(records)} lines)")
+    return score
 
 
 if __name__ == "__main__":

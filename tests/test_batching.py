@@ -1,11 +1,12 @@
-"""clue.batching: padding, bert4keras's truncation rule, and Batches (bucketing, seeded shuffling)."""
+"""clue.batching: padding, bert4keras's truncation rule, Batches (collate, bucketing, seeded shuffling,
+the padding policy) and prediction in example order."""
 
 import random
 
 import numpy as np
 import pytest
 
-from clue.batching import Batches, sequence_padding, truncate_sequences
+from clue.batching import Batches, pad_inputs, predict, sequence_padding, truncate_sequences
 
 
 def test_sequence_padding_to_longest_or_given_length():
@@ -49,33 +50,51 @@ def test_truncate_sequences_matches_the_step_by_step_rule():
 
 
 def _examples(n, seed=0):
+    """Classification examples (token_ids, segment_ids, label): example i has label i."""
     rng = np.random.default_rng(seed)
-    return [(list(range(1, m + 1)), [0] * m) for m in rng.integers(1, 40, n)], list(range(n))
+    return [(list(range(1, m + 1)), [0] * m, i) for i, m in enumerate(rng.integers(1, 40, n))]
+
+
+def _batches(examples, batch_size, **options):
+    return Batches(examples, pad_inputs, batch_size, **options)
 
 
 def test_batches_pad_to_the_longest_in_each_batch():
-    features, labels = _examples(10)
-    batches = Batches(features, labels, batch_size=4)
+    examples = _examples(10)
+    batches = _batches(examples, 4)
     assert len(batches) == 3
     (ids, segs), y = batches[0]
-    assert ids.shape == segs.shape == (4, max(len(f[0]) for f in features[:4]))
-    assert y.tolist() == [0, 1, 2, 3] and ids[0, :len(features[0][0])].tolist() == features[0][0]
-    assert (ids[0, len(features[0][0]):] == 0).all()
-    (x,) = Batches([f[0] for f in features], batch_size=4)[2]  # one input, no labels
-    assert x.shape[0] == 2
-    seq_labels = Batches(features, [f[0] for f in features], batch_size=5)[1][1]  # padded label sequences
-    assert seq_labels.shape == (5, max(len(f[0]) for f in features[5:]))
-    with pytest.raises(ValueError, match="10 examples but 9 labels"):
-        Batches(features, labels[:9])
+    assert ids.shape == segs.shape == (4, max(len(e[0]) for e in examples[:4]))
+    assert y.tolist() == [0, 1, 2, 3] and ids[0, :len(examples[0][0])].tolist() == examples[0][0]
+    assert (ids[0, len(examples[0][0]):] == 0).all()
+    assert batches[2][0][0].shape[0] == 2
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        _batches(examples, 0)
 
 
 def test_padding_to_a_multiple():
-    features, labels = _examples(20)
-    batches = Batches(features, labels, batch_size=6, multiple=8)
+    examples = _examples(20)
+    batches = _batches(examples, 6, multiple=8)
     for i in range(len(batches)):
         (ids, segs), y = batches[i]
-        longest = max(len(features[j][0]) for j in batches.batches[i])
+        longest = max(len(examples[j][0]) for j in batches.batches[i])
         assert ids.shape[1] % 8 == 0 and longest <= ids.shape[1] < longest + 8 and y.ndim == 1
+
+
+def test_the_backend_decides_the_default_multiple():
+    import keras
+
+    assert _batches(_examples(3), 2).multiple == {"jax": 8}.get(keras.backend.backend(), 1)
+
+
+def test_a_task_collate_gets_the_padded_length():
+    # span and choice examples have their own collate and length: the same plan and padding apply to them
+    examples = [[[1] * n, [2] * n] for n in (3, 9, 17)]          # e.g. two choices per question
+    seen = []
+    batches = Batches(examples, lambda chosen, length: seen.append((len(chosen), length)) or (None, None),
+                      batch_size=2, length_of=lambda e: max(map(len, e)), multiple=8)
+    batches[0], batches[1]
+    assert seen == [(2, 16), (1, 24)]
 
 
 def _seen(batches):
@@ -83,9 +102,10 @@ def _seen(batches):
 
 
 def test_bucketing_keeps_every_example_once_and_reduces_padding():
-    features, labels = _examples(203)
-    plain = Batches(features, labels, batch_size=8, shuffle=True, seed=3)
-    bucketed = Batches(features, labels, batch_size=8, shuffle=True, seed=3, bucket=10)
+    examples = _examples(203)
+    labels = list(range(203))
+    plain = _batches(examples, 8, shuffle=True, seed=3)
+    bucketed = _batches(examples, 8, shuffle=True, seed=3, bucket=10)
     for batches in (plain, bucketed):
         assert sorted(_seen(batches)) == labels and len(batches) == 26
         assert sorted(batches.order.tolist()) == labels
@@ -95,26 +115,46 @@ def test_bucketing_keeps_every_example_once_and_reduces_padding():
 
 
 def test_seeded_shuffle_is_reproducible_and_changes_each_epoch():
-    features, labels = _examples(50)
-    a = Batches(features, labels, batch_size=8, shuffle=True, seed=7, bucket=3)
-    b = Batches(features, labels, batch_size=8, shuffle=True, seed=7, bucket=3)
+    examples = _examples(50)
+    labels = list(range(50))
+    a = _batches(examples, 8, shuffle=True, seed=7, bucket=3)
+    b = _batches(examples, 8, shuffle=True, seed=7, bucket=3)
     first = _seen(a)
     assert first == _seen(b) and first != labels
     a.on_epoch_end()
     second = _seen(a)
     assert second != first and sorted(second) == labels
-    b.on_epoch_end()
+    b.set_epoch(1)
     assert _seen(b) == second
-    assert _seen(Batches(features, labels, batch_size=8, shuffle=True, seed=8, bucket=3)) != first
-    assert _seen(Batches(features, labels, batch_size=8)) == labels  # no shuffle: file order
+    assert _seen(_batches(examples, 8, shuffle=True, seed=8, bucket=3)) != first
+    assert _seen(_batches(examples, 8)) == labels  # no shuffle: file order
 
 
-def test_restore_undoes_the_batch_order():
-    features, labels = _examples(30)
-    batches = Batches(features, batch_size=4, shuffle=True, seed=1, bucket=2)
-    outputs = np.concatenate([batches[i][0][0][:, :1] for i in range(len(batches))])  # first token = 1
-    lengths = np.concatenate([(batches[i][0][0] > 0).sum(1) for i in range(len(batches))])
-    restored = batches.restore(lengths)
-    assert restored.tolist() == [len(f[0]) for f in features] and outputs.shape == (30, 1)
-    with pytest.raises(ValueError, match="29 outputs for 30 examples"):
-        batches.restore(lengths[:29])
+def _first_token_model():
+    """A model whose output is the first token id (and a per-token variant)."""
+    import keras
+
+    from clue.heads import Pooling
+
+    token_ids = keras.Input((None,), dtype="int32")
+    segment_ids = keras.Input((None,), dtype="int32")
+    hidden = keras.layers.Embedding(50, 1, embeddings_initializer=keras.initializers.Constant(
+        np.arange(50, dtype="float32")[:, None]))(token_ids)
+    return (keras.Model([token_ids, segment_ids], Pooling("cls")(hidden, token_ids)),
+            keras.Model([token_ids, segment_ids], hidden))
+
+
+def test_predict_returns_example_order():
+    lengths = [5, 1, 9, 3, 7, 2, 8]
+    examples = [([i + 1] * n, [0] * n, 0) for i, n in enumerate(lengths)]
+    pooled, per_token = _first_token_model()
+    batches = _batches(examples, 2, bucket=4)
+    assert list(batches.order) != list(range(len(lengths)))   # bucketing did reorder
+    assert predict(pooled, batches)[:, 0].tolist() == [float(i + 1) for i in range(len(lengths))]
+    # per-token outputs (batch, length, 1): one array per example, padded to its batch
+    rows = predict(per_token, batches)
+    assert [row[0, 0] for row in rows] == [float(i + 1) for i in range(len(lengths))]
+    assert all(len(row) >= n for row, n in zip(rows, lengths))
+    # reduced as each batch comes, in example order too
+    assert predict(per_token, batches, reduce=lambda row: int((row > 0).sum())) == lengths
+    assert predict(pooled, _batches([], 2)).shape == (0,)

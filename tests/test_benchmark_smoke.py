@@ -14,7 +14,7 @@ from bert4keras_oracle import require_bert4keras
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_report import matmul_params, step_flops  # noqa: E402
+from benchmark import matmul_params, step_flops  # noqa: E402
 
 
 def test_flop_accounting_by_hand():

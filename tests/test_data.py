@@ -1,13 +1,15 @@
 """clue.data: every shared CLUE file loads with the record counts its README states; every kind of
-malformed input raises an error naming the file and line; task_files finds the alternative file names."""
+malformed input raises an error naming the file and line; the registry finds each task's files by their
+alternative names and reads them."""
 
 import json
 import re
 
 import pytest
 
-from clue import data
-from clue.paths import MissingPathError
+from clue import data, registry
+from clue.paths import MissingPathError, find_task_dir
+from clue.registry import CLUENER_TYPES, NLI_LABELS
 
 
 def readme_counts(clue_data_dir):
@@ -32,7 +34,7 @@ def load_counted(path, clue_data_dir, capsys):
         records = data.load_c3(path)
         return f"{len({r['doc_id'] for r in records})} documents, {len(records)} questions"
     if task == "cluener":
-        return f"{len(data.load_cluener(path))} JSON lines"
+        return f"{len(data.load_cluener(path, CLUENER_TYPES))} JSON lines"
     if task == "submit_examples":
         if name == "cmrc2018_predict.json":
             return f"JSON object with {len(data.load_json(path))} query_id keys"
@@ -41,7 +43,7 @@ def load_counted(path, clue_data_dir, capsys):
         "afqmc": (("sentence1", "sentence2"), ("0", "1")),
         "tnews": (("sentence", "keywords"), labels["tnews"]),
         "iflytek": (("sentence",), labels["iflytek"]),
-        "ocnli": (("sentence1", "sentence2"), data.NLI_LABELS),
+        "ocnli": (("sentence1", "sentence2"), NLI_LABELS),
         "cluewsc2020": (("text", "target"), ("true", "false")),
         "csl": (("abst", "keyword"), ("0", "1")),
     }[task]
@@ -66,7 +68,7 @@ def test_every_shared_file_has_its_readme_count(clue_data_dir, capsys):
 
 def test_nli_dash_rows_dropped_with_a_count(clue_data_dir, capsys):
     records = data.load_classification(clue_data_dir / "ocnli" / "dev.json", ("sentence1", "sentence2"),
-                                       data.NLI_LABELS)
+                                       NLI_LABELS)
     assert len(records) == 2950 and "-" not in {r["label"] for r in records}
     assert "dropped 50 rows labelled '-'" in capsys.readouterr().out
 
@@ -79,21 +81,29 @@ def test_pitfalls_of_the_real_files(clue_data_dir):
     c3 = data.load_c3([clue_data_dir / "c3" / "c3-d-dev.json", clue_data_dir / "c3" / "c3-m-dev.json"])
     assert len(c3) == 1825 + 1991 and not any("\r" in line for r in c3 for line in r["context"])
     assert all(r["choices"][r["label"]] == r["answer"] for r in c3)
-    ner = data.load_cluener(clue_data_dir / "cluener" / "dev.json")
+    ner = data.load_cluener(clue_data_dir / "cluener" / "dev.json", CLUENER_TYPES)
     assert all(r["text"][s] and e < len(r["text"]) for r in ner for s, e, _ in r["entities"])
-    assert {kind for r in ner for _, _, kind in r["entities"]} == set(data.CLUENER_TYPES)
+    assert {kind for r in ner for _, _, kind in r["entities"]} == set(CLUENER_TYPES)
     cmrc = data.load_cmrc2018(clue_data_dir / "cmrc2018" / "cmrc2018_trial.json")
     assert all(r["answers"] and len(r["answers"]) == len(r["answer_starts"]) for r in cmrc)
 
 
+def task_files(task, data_dir):
+    return registry.get(task).find_files(find_task_dir(task, data_dir))
+
+
+def names(paths):
+    return None if paths is None else [p.name for p in paths]
+
+
 def test_task_files_on_the_shared_data(clue_data_dir):
-    files = data.task_files("tnews", clue_data_dir)
-    assert files["train"].name == "train.json" and files["test"] is None and files["labels"].is_file()
-    assert data.task_files("ocnli", clue_data_dir)["train"].name == "train.50k.json"
-    c3 = data.task_files("c3", clue_data_dir)
-    assert [p.name for p in c3["train"]] == ["c3-d-train.json", "c3-m-train.json"]
-    assert [p.name for p in c3["test"]] == ["test1.1.json"]   # CLUE's own test set wins over upstream's
-    assert data.task_files("cmrc2018", clue_data_dir)["dev"].name == "cmrc2018_dev.json"
+    files = task_files("tnews", clue_data_dir)
+    assert names(files["train"]) == ["train.json"] and files["test"] is None and files["labels"][0].is_file()
+    assert names(task_files("ocnli", clue_data_dir)["train"]) == ["train.50k.json"]
+    c3 = task_files("c3", clue_data_dir)
+    assert names(c3["train"]) == ["c3-d-train.json", "c3-m-train.json"]
+    assert names(c3["test"]) == ["test1.1.json"] and names(c3["test1.0"]) == ["test1.0.json"]
+    assert names(task_files("cmrc2018", clue_data_dir)["dev"]) == ["cmrc2018_dev.json"]
 
 
 def _touch(folder, *names):
@@ -104,31 +114,54 @@ def _touch(folder, *names):
 
 
 def test_task_files_alternative_names(tmp_path):
-    _touch(tmp_path / "c3", "c3-d-test.json", "c3-m-test.json")
-    assert [p.name for p in data.task_files("c3", tmp_path)["test"]] == ["c3-d-test.json", "c3-m-test.json"]
     _touch(tmp_path / "tnews_public", "train.json", "dev.json", "test1.0.json", "labels.json")
-    assert data.task_files("tnews", tmp_path)["test"].name == "test1.0.json"
+    tnews = task_files("tnews", tmp_path)
+    assert tnews["test"] is None and names(tnews["test1.0"]) == ["test1.0.json"]
     _touch(tmp_path / "tnews_public", "test.json")
-    assert data.task_files("tnews", tmp_path)["test"].name == "test.json"
-    _touch(tmp_path / "c3", "d-train.json", "m-train.json", "d-dev.json", "m-dev.json", "test1.0.json")
-    c3 = data.task_files("c3", tmp_path)
-    assert [p.name for p in c3["train"]] == ["d-train.json", "m-train.json"]
-    assert [p.name for p in c3["test"]] == ["test1.0.json"]
+    assert names(task_files("tnews", tmp_path)["test"]) == ["test.json"]
+    _touch(tmp_path / "tnews_public", "test1.1.json")
+    assert names(task_files("tnews", tmp_path)["test"]) == ["test1.1.json"]      # CLUE 1.1 by its own name first
+    _touch(tmp_path / "c3", "d-train.json", "m-train.json", "d-dev.json", "c3-m-dev.json", "c3-d-test.json",
+           "c3-m-test.json")
+    c3 = task_files("c3", tmp_path)
+    assert names(c3["train"]) == ["d-train.json", "m-train.json"]
+    assert names(c3["dev"]) == ["d-dev.json", "c3-m-dev.json"]                   # a part by either of its names
+    assert names(c3["test"]) == ["c3-d-test.json", "c3-m-test.json"]             # the upstream test set: both parts
     _touch(tmp_path / "c3", "test1.1.json")
-    assert [p.name for p in data.task_files("c3", tmp_path)["test"]] == ["test1.1.json"]
-    _touch(tmp_path / "chid", "train.json", "train_answer.json", "dev.json", "dev_answer.json", "test1.0.json")
-    chid = data.task_files("chid", tmp_path)
-    assert chid["train_answer"].name == "train_answer.json" and chid["test"].name == "test1.0.json"
+    assert names(task_files("c3", tmp_path)["test"]) == ["test1.1.json"]
     _touch(tmp_path / "ocnli", "train.json", "dev.json")
-    assert data.task_files("ocnli", tmp_path)["train"].name == "train.json"
-    assert data.task_files("ocnli", tmp_path)["test"] is None
+    assert names(task_files("ocnli", tmp_path)["train"]) == ["train.json"]
+    assert task_files("ocnli", tmp_path)["test"] is None
     _touch(tmp_path / "cmrc2018_public", "train.json", "cmrc2018_dev.json")
-    cmrc = data.task_files("cmrc2018", tmp_path)
-    assert cmrc["train"].name == "train.json" and cmrc["dev"].name == "cmrc2018_dev.json"
+    cmrc = task_files("cmrc2018", tmp_path)
+    assert names(cmrc["train"]) == ["train.json"] and names(cmrc["dev"]) == ["cmrc2018_dev.json"]
     with pytest.raises(MissingPathError, match="csl"):
-        data.task_files("csl", tmp_path)
+        task_files("csl", tmp_path)
     with pytest.raises(ValueError, match="unknown task"):
-        data.task_files("glue", tmp_path)
+        find_task_dir("glue", tmp_path)
+
+
+def test_test_outputs_name_the_leaderboard_file_of_each_test_set(tmp_path):
+    tnews = registry.get("tnews")
+    assert tnews.test_outputs(tmp_path) == []
+    _touch(tmp_path, "test1.0.json")
+    assert tnews.test_outputs(tmp_path) == [([tmp_path / "test1.0.json"], "tnews10_predict.json")]
+    _touch(tmp_path, "test.json")
+    assert tnews.test_outputs(tmp_path) == [([tmp_path / "test.json"], "tnews11_predict.json"),
+                                           ([tmp_path / "test1.0.json"], "tnews10_predict.json")]
+    _touch(tmp_path / "c3", "c3-d-test.json", "c3-m-test.json")
+    assert registry.get("c3").test_outputs(tmp_path / "c3") == [
+        ([tmp_path / "c3" / "c3-d-test.json", tmp_path / "c3" / "c3-m-test.json"], "c311_predict.json")]
+
+
+def test_chid_reads_the_answers_beside_its_file(tmp_path):
+    from chid_fixture import make_chid
+
+    written = make_chid(tmp_path, sizes=(("train", 2), ("test1.1", 2)))
+    chid = registry.get("chid")
+    train, test = chid.read(tmp_path / "train.json"), chid.read(tmp_path / "test1.1.json")
+    assert {r["id"]: r["label"] for r in train} == written["train"][1]
+    assert test and all(r["label"] is None for r in test)
 
 
 # -- malformed input -------------------------------------------------------------------------------------
@@ -164,12 +197,12 @@ def test_missing_field_and_unknown_label(tmp_path):
     path = _write(tmp_path / "train.json", '{"sentence1": "a", "sentence2": "b", "label": "neutral"}\n'
                                            '{"sentence1": "a", "label": "neutral"}\n')
     with pytest.raises(data.DataError, match=r"train.json:2: missing field 'sentence2'"):
-        data.load_classification(path, ("sentence1", "sentence2"), data.NLI_LABELS)
+        data.load_classification(path, ("sentence1", "sentence2"), NLI_LABELS)
     _write(path, '{"sentence1": "a", "sentence2": "b", "label": "neutral"}\n'
                  '{"sentence1": "a", "sentence2": "b", "label": "-"}\n'
                  '{"sentence1": "a", "sentence2": "b", "label": "yes"}\n')
     with pytest.raises(data.DataError, match=r"train.json:3: label 'yes' is not one of"):
-        data.load_classification(path, ("sentence1", "sentence2"), data.NLI_LABELS)
+        data.load_classification(path, ("sentence1", "sentence2"), NLI_LABELS)
     _write(tmp_path / "labels.json", '{"label": "100", "label_desc": "x"}\n{"label_desc": "y"}')
     with pytest.raises(data.DataError, match=r"labels.json:2: missing field 'label'"):
         data.load_labels(tmp_path / "labels.json")
@@ -265,7 +298,7 @@ def test_chid_errors(tmp_path):
 def test_cluener_errors(tmp_path):
     path = _write(tmp_path / "dev.json", json.dumps({"text": "浙商银行叶老桂", "label": {
         "company": {"浙商银行": [[0, 3]]}, "name": {"叶老桂": [[4, 6]]}}}, ensure_ascii=False) + "\n")
-    (record,) = data.load_cluener(path)
+    (record,) = data.load_cluener(path, CLUENER_TYPES)
     assert record["entities"] == [(0, 3, "company"), (4, 6, "name")]
     for label, message in [({"name": {"叶老桂": [[3, 5]]}}, "does not spell"),
                            ({"name": {"叶老桂": [[4, 7]]}}, "does not spell"),
@@ -273,4 +306,4 @@ def test_cluener_errors(tmp_path):
                            ({"name": ["叶老桂"]}, "label.name: expected dict")]:
         _write(path, '{"text": "x"}\n' + json.dumps({"text": "浙商银行叶老桂", "label": label}, ensure_ascii=False))
         with pytest.raises(data.DataError, match=rf"dev.json:2: .*{message}"):
-            data.load_cluener(path)
+            data.load_cluener(path, CLUENER_TYPES)

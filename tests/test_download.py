@@ -10,8 +10,8 @@ import zipfile
 import pytest
 
 from clue import download
-from clue.data import task_files
-from clue.paths import TASKS, find_task_dir
+from clue.paths import find_task_dir
+from clue.registry import TASKS
 
 
 def make_zip(path, members):
@@ -45,8 +45,8 @@ def test_flat_zip_unpacks_into_task_folder(tmp_path, clue_data_dir, afqmc_zip):
     assert folder == data / "afqmc" == find_task_dir("afqmc", data)
     assert sorted(p.name for p in folder.iterdir()) == ["dev.json", "test.json", "train.json"]
     assert (folder / "test.json").read_bytes() == (clue_data_dir / "afqmc" / "test.json").read_bytes()
-    files = task_files("afqmc", data)
-    assert files["dev"].name == "dev.json" and files["test"].name == "test.json"
+    files = TASKS["afqmc"].find_files(find_task_dir("afqmc", data))
+    assert files["dev"] == [folder / "dev.json"] and files["test"] == [folder / "test.json"]
     assert not [p for p in data.iterdir() if p.name.startswith(".")]   # no temporary folder left
 
 
@@ -61,8 +61,8 @@ def test_zip_with_public_folder_is_flattened(tmp_path, clue_data_dir):
     })
     folder = download.unpack(zip_path, "cmnli", tmp_path / "data")
     assert sorted(p.name for p in folder.iterdir()) == ["dev.json", "test.json", "train.json"]
-    files = task_files("cmnli", tmp_path / "data")
-    assert {k: v.name for k, v in files.items() if v is not None and k in ("train", "dev", "test")} == {
+    files = TASKS["cmnli"].find_files(find_task_dir("cmnli", tmp_path / "data"))
+    assert {k: v[0].name for k, v in files.items() if v is not None and k in ("train", "dev", "test")} == {
         "train": "train.json", "dev": "dev.json", "test": "test.json"}
 
 

