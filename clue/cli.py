@@ -3,7 +3,7 @@
     run = cli.start("afqmc", argv)      # flags, seeds, data files, model spec, tokenizer, output folders
     train = run.read("train")           # records of the split, at most --limit of them
     encoder = run.encoder()             # the pretrained (or tiny random) encoder
-    for test_file, out in run.outputs(): ...   # each test file and the leaderboard file it becomes
+    for split, out in run.outputs(): ...       # "dev", then each test file, and the file it is written to
 
 With no ``--data-dir``, no ``$CLUE_DATA_DIR`` and no ``./datasets/<task>``, a task that has a demo (afqmc)
 generates its demo data and says so in a banner; a data directory that was asked for but is missing is an
@@ -117,10 +117,13 @@ class Run:
         return self.task.read(split)[:self.args.limit]
 
     def outputs(self):
-        """[(test file, leaderboard file path)] to predict; none in --mode eval."""
-        if self.args.mode == "eval":
-            return []
-        return [(test, self.dirs.results / name) for test, name in self.test_outputs]
+        """[(split, prediction file)] to predict with the best weights: "dev" first (results/dev/, for the
+        record and a seeds' ensemble; not in --mode predict), then each test file (not in --mode eval)."""
+        from clue.predictions import dev_path
+
+        dev = [] if self.args.mode == "predict" else [("dev", dev_path(self.dirs.results, self.task.name))]
+        tests = [] if self.args.mode == "eval" else [(t, self.dirs.results / name) for t, name in self.test_outputs]
+        return dev + tests
 
     def encoder(self, **options):
         from clue.models import build_from_spec
