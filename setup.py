@@ -11,6 +11,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["clue", "clue.*"]),
     include_package_data=True,
+    package_data={"clue": ["published.json"]},   # the published scores clue-run compares with
     install_requires=[
         # The full package, not tensorflow-cpu: tf-keras (the bert4keras oracle in tests) requires it.
         "tensorflow>=2.21,<2.22",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clue.batching import sequence_padding
+from clue.heads import NEG
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,14 @@ def sentence_length(example):
     return len(example.token_ids)
 
 
-def positive_spans(scores):
-    """(type, start, end) of every pair scored above 0 in a (heads, len, len) table (the head already
-    excludes padding and end < start; ``decode`` drops pairs on [CLS] or [SEP])."""
-    return np.argwhere(np.asarray(scores) > 0)
+def pointer_table(scores):
+    """The (heads, n(n+1)/2) scores of every pair start <= end of a sentence's n text tokens (positions
+    1..n; [CLS] and [SEP], never entities, left out) from its (heads, len, len) table. n is read from the
+    mask: [CLS], the text and [SEP] may each pair with themselves, padding may not."""
+    scores = np.asarray(scores)
+    n = int((np.diagonal(scores[0]) > NEG / 2).sum()) - 2
+    firsts, lasts = np.triu_indices(n)
+    return scores[:, firsts + 1, lasts + 1]
 
 
 def decode(found, text, char_spans, types):

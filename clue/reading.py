@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clue.batching import sequence_padding
+from clue.heads import NEG
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,10 @@ class Window:
     offset: int              # that position in the sequence
     char_spans: list         # (first, last) character of every context token, shared by the question's windows
 
-    def text(self, context, start, end):
-        """The context text of sequence positions start..end."""
-        first = self.char_spans[start - self.offset + self.first][0]
-        last = self.char_spans[end - self.offset + self.first][1]
-        return context[first:last + 1]
+    def chars(self, start, end):
+        """(first, last) character of the context covered by sequence positions start..end."""
+        return (self.char_spans[start - self.offset + self.first][0],
+                self.char_spans[end - self.offset + self.first][1])
 
 
 def locate_answer(context, text, start):
@@ -98,21 +98,48 @@ def window_length(window):
     return len(window.token_ids)
 
 
-def best_span(scores, skip_first=True):
-    """(start, end, score) of the highest-scoring pair in a (len, len) array; [CLS] excluded by default."""
-    scores = np.array(scores, dtype="float32")
-    if skip_first:
-        scores[0, :] = scores[:, 0] = -np.inf
-    flat = int(np.argmax(scores))
-    start, end = divmod(flat, scores.shape[1])
-    return start, end, float(scores[start, end])
+NBEST = 20   # spans kept per question for a seeds' ensemble (as BERT's run_squad n_best_size)
 
 
-def answers(records, windows, best):
-    """One answer text per question: the best-scoring span over its windows (``best`` is the
-    (start, end, score) of each window); "" for a question none of whose windows has a span."""
-    found = {}
-    for window, (start, end, score) in zip(windows, best):
-        if np.isfinite(score) and score > found.get(window.question, (-np.inf, ""))[0]:
-            found[window.question] = (score, window.text(records[window.question]["context"], start, end))
-    return [found.get(q, (0.0, ""))[1] for q in range(len(records))]
+def top_spans(table, k=NBEST):
+    """[(start, end, score)] of the ``k`` highest-scoring allowed pairs of a (len, len) score table, best
+    first (ties: the first in row-major order first); [CLS] (position 0) and masked pairs are never spans."""
+    table = np.array(table, dtype="float32")
+    table[0, :] = table[:, 0] = -np.inf
+    flat = table.ravel()
+    allowed = np.flatnonzero(flat > NEG / 2)
+    if len(allowed) > k:
+        allowed = allowed[np.argpartition(-flat[allowed], k - 1)[:k]]
+    allowed = allowed[np.lexsort((allowed, -flat[allowed]))]
+    return [(*divmod(int(i), table.shape[1]), float(flat[i])) for i in allowed]
+
+
+def top_listed(found, k=NBEST):
+    """(the ``k`` best of ``found`` [(start, end, score)] with a finite score, best first, ties in their
+    order; the score of the next one, or -inf when there is none)."""
+    ranked = sorted((f for f in found if np.isfinite(f[2])), key=lambda f: -f[2])
+    return ranked[:k], ranked[k][2] if len(ranked) > k else -np.inf
+
+
+def nbest(windows, tops, questions, k=NBEST):
+    """Each question's ``k`` best character spans over its windows (``tops``: each window's ``top_spans``),
+    a span found in several windows scored by its best window (the decoding takes the best window), as
+    arrays for ``clue.predictions.Answers``: starts, ends (questions, k) inclusive characters (-1 where
+    fewer), scores (descending, -inf where fewer) and bound: no unlisted span scores higher (the k-th
+    score; -inf when every span is listed: a window with k or more allowed pairs alone lists k spans)."""
+    best = [{} for _ in range(questions)]
+    for window, found in zip(windows, tops):
+        spans = best[window.question]
+        for start, end, score in found:
+            chars = window.chars(start, end)
+            if score > spans.get(chars, -np.inf):
+                spans[chars] = score
+    starts, ends = np.full((questions, k), -1, np.int32), np.full((questions, k), -1, np.int32)
+    scores, bound = np.full((questions, k), -np.inf, np.float32), np.full(questions, -np.inf, np.float32)
+    for q, spans in enumerate(best):
+        kept, _ = top_listed([(a, b, s) for (a, b), s in spans.items()], k)
+        for i, (a, b, s) in enumerate(kept):
+            starts[q, i], ends[q, i], scores[q, i] = a, b, s
+        if len(kept) == k:
+            bound[q] = kept[-1][2]
+    return starts, ends, scores, bound

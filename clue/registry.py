@@ -18,6 +18,11 @@ TNEWS_LABELS = ("100", "101", "102", "103", "104", "106", "107", "108", "109", "
 CLUENER_TYPES = ("address", "book", "company", "game", "government", "movie", "name", "organization",
                  "position", "scene")                # as the official CLUENER2020 scorer lists them
 CLUE11, CLUENER = "CLUE 1.1", "CLUENER"               # the two leaderboards a file can be submitted to
+# PaddleNLP's CLUE grid (examples/benchmark/clue/README.md), clue-run --grid paddlenlp: learning rate x batch
+# size, classification and reading comprehension apart, CLUEWSC2020 also at batch size 8; no cluener there.
+PADDLENLP_CLASSIFICATION = (("lr", ("1e-5", "2e-5", "3e-5", "5e-5")), ("batch_size", ("16", "32", "64")))
+PADDLENLP_WSC = (("lr", ("1e-5", "2e-5", "3e-5", "5e-5")), ("batch_size", ("8", "16", "32", "64")))
+PADDLENLP_READING = (("lr", ("1e-5", "2e-5", "3e-5")), ("batch_size", ("24", "32")))
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class Task:
     maxlen: int = 128        # default --maxlen
     batch_size: int = 32     # default --batch-size
     grad_accum: int = 1      # default --grad-accum
+    paddlenlp_grid: tuple = ()   # ((flag, values), ...) of clue-run --grid paddlenlp; () not in that benchmark
 
     def read(self, files):
         """The records of one file or of a split's parts (c3's d- and m- files)."""
@@ -126,49 +132,59 @@ TASKS = {t.name: t for t in (
     Task("afqmc", "tasks/afqmc.py", _classification(("sentence1", "sentence2"), ("0", "1")), ("0", "1"),
          "accuracy", (Output("afqmc_predict.json"),), demo=demo.make_afqmc,
          zip_sha256=(("5a4cb1556b833010c329fa2ad2207d9e98fc94071b7e474015e9dd7c385db4dc", 1195044, "HF-a, HF-b"),),
-         zip_md5=(("3377b559bb4e61d03a35282550902ca0", "Paddle"),)),
+         zip_md5=(("3377b559bb4e61d03a35282550902ca0", "Paddle"),),
+         paddlenlp_grid=PADDLENLP_CLASSIFICATION),
     Task("tnews", "tasks/tnews.py", _classification(("sentence",), TNEWS_LABELS), TNEWS_LABELS, "accuracy",
          _versioned("tnews"), files={**VERSIONED, "labels": ("labels.json",)},
          zip_sha256=(("2469c4205606e24118c7de08199fbd55da483b65128e1d9c1f380849797f6ce0", 4689325, "HF-a"),
                      ("77c476e70cfe0b014a81b84c6e1db2142a8a2f52f4ae0a8216aa75e673933462", 5123575, "HF-b")),
-         zip_md5=(("587171233c8e8db00a3dc9bae5d2b47d", "Paddle"),)),
+         zip_md5=(("587171233c8e8db00a3dc9bae5d2b47d", "Paddle"),),
+         paddlenlp_grid=PADDLENLP_CLASSIFICATION),
     Task("iflytek", "tasks/iflytek.py", _classification(("sentence",), tuple(map(str, range(119)))),
          tuple(map(str, range(119))), "accuracy", (Output("iflytek_predict.json"),),
          files={"labels": ("labels.json",)},
          zip_sha256=(("c59b961b29f1d0bad0c5e01aa62e4a61a80e9cfb980ce89b06c000851fbb3b06", 6505938, "HF-a, HF-b"),),
-         zip_md5=(("19e4b19947db126f69aae18db0da2b87", "Paddle"),)),
+         zip_md5=(("19e4b19947db126f69aae18db0da2b87", "Paddle"),),
+         paddlenlp_grid=PADDLENLP_CLASSIFICATION),
     Task("cmnli", "tasks/cmnli.py", _classification(("sentence1", "sentence2"), NLI_LABELS), NLI_LABELS,
          "accuracy", (Output("cmnli_predict.json", board=None),),
          zip_sha256=(("3a3f3b1d3d27134cf11e585156f07fa050bd0a0836821c02696af0dbaa14513b", 31404066, "HF-a, HF-b"),),
-         zip_md5=(("e0e8caefd9b3491220c18b466233f2ff", "Paddle"),)),
+         zip_md5=(("e0e8caefd9b3491220c18b466233f2ff", "Paddle"),),
+         paddlenlp_grid=PADDLENLP_CLASSIFICATION),
     Task("ocnli", "tasks/ocnli.py", _classification(("sentence1", "sentence2"), NLI_LABELS), NLI_LABELS,
          "accuracy", (Output("ocnli_50k_predict.json"),), files={"train": ("train.50k.json", "train.json")},
-         zip_md5=(("acb426f6f3345076c6ce79239e7bc307", "Paddle"),)),
+         zip_md5=(("acb426f6f3345076c6ce79239e7bc307", "Paddle"),),
+         paddlenlp_grid=PADDLENLP_CLASSIFICATION),
     Task("cluewsc2020", "tasks/wsc.py", _classification(("text", "target"), ("true", "false")), ("true", "false"),
          "accuracy", _versioned("cluewsc"), files=VERSIONED, epochs=30,
          zip_sha256=(("5e318e8c2c88256ea66819a24348a65d0824ade15c0f02c5a14b78d240d38afb", 88526, "HF-a"),
                      ("ebe5f357b19392d601be401b2fd4246983f534809a078eab7bda1de418fb3ffe", 281384, "HF-b")),
-         zip_md5=(("17abe1be3f7dd3bad5f114ba4c40ee9b", "Paddle"),)),
+         zip_md5=(("17abe1be3f7dd3bad5f114ba4c40ee9b", "Paddle"),),
+         paddlenlp_grid=PADDLENLP_WSC),
     Task("csl", "tasks/csl.py", _classification(("abst", "keyword"), ("0", "1")), ("0", "1"), "accuracy",
          (Output("csl_predict.json"),),
          zip_sha256=(("795d1a2e475d59acad8236f6c5baba7a0b43d3e0508cb60f15ffbc76d5f437c4", 3234594, "HF-a, HF-b"),),
-         zip_md5=(("394a2ccbf6ddd7e331be4d5d7798f0f6", "Paddle"),)),
+         zip_md5=(("394a2ccbf6ddd7e331be4d5d7798f0f6", "Paddle"),),
+         paddlenlp_grid=PADDLENLP_CLASSIFICATION),
     # reading comprehension, multiple choice and NER; defaults as the bert4keras baselines
     Task("cmrc2018", "tasks/cmrc2018.py", _one(data.load_cmrc2018), None, "cmrc2018_em",
          (Output("cmrc2018_predict.json"),), answer="text", gold="answers", style="object",
          files={split: (f"{split}.json", f"cmrc2018_{split}.json") for split in ("train", "dev", "test", "trial")},
          maxlen=512, batch_size=16, grad_accum=2,
-         zip_sha256=(("6c63dc27e728ec5231aeb7d2861b4c90b6c116390582e0c44416cf3edf030b16", 3405146, "HF-a, HF-b"),)),
+         zip_sha256=(("6c63dc27e728ec5231aeb7d2861b4c90b6c116390582e0c44416cf3edf030b16", 3405146, "HF-a, HF-b"),),
+         paddlenlp_grid=PADDLENLP_READING),
     Task("chid", "tasks/chid.py", _one(_chid), tuple(map(str, range(10))), "accuracy", _versioned("chid"),
          answer="candidate", style="object", files=VERSIONED, epochs=5, maxlen=64, batch_size=12, grad_accum=2,
          zip_sha256=(("4cdf93c0a9dfa43113284c501d8948bbc17bd6a55e3b0b4314a31909562ec19d", 133322133, "HF-a"),
-                     ("be02dbcc41a9c237542141f53836e70a209f7a686cf894891411c7e5534f73a4", 139199202, "HF-b"))),
+                     ("be02dbcc41a9c237542141f53836e70a209f7a686cf894891411c7e5534f73a4", 139199202, "HF-b")),
+         paddlenlp_grid=PADDLENLP_READING),
     Task("c3", "tasks/c3.py", data.load_c3, ("0", "1", "2", "3"), "accuracy", _versioned("c3"),
          files={"train": (_c3_parts("train"),), "dev": (_c3_parts("dev"),),
                 "test": ("test1.1.json", "test.json", _c3_parts("test")), "test1.0": ("test1.0.json",)},
          maxlen=512, batch_size=4, grad_accum=4,
          zip_sha256=(("15e98a52512116efc2382c82496069ae75b7944cbd144230ef0f7f8150a1de7c", 3200727, "HF-a"),
-                     ("20dfa683c57c9795129e22d8dd0c299d6b2a29fbc84758ef2ebdb8b2904d7e12", 3495930, "HF-b"))),
+                     ("20dfa683c57c9795129e22d8dd0c299d6b2a29fbc84758ef2ebdb8b2904d7e12", 3495930, "HF-b")),
+         paddlenlp_grid=PADDLENLP_READING),
     Task("cluener", "tasks/cluener.py", _one(lambda path: data.load_cluener(path, CLUENER_TYPES)), None,
          "cluener_f1", (Output("cluener_predict.json", board=CLUENER),), answer="entities", maxlen=256),
 )}

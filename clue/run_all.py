@@ -2,52 +2,65 @@
 
     clue-run --model roberta-wwm-ext --model-dir ~/models/rbt --data-dir ~/clue --output-dir runs/rbt
     clue-run afqmc tnews --model tiny --epochs 1 --limit 300 -- --pooling avg   # after --: any task flag
+    clue-run afqmc tnews --model bert-base --seeds 1,2,3 --ensemble              # seeds, averaged outputs
+    clue-run afqmc --model bert-base --grid 'lr=1e-5,2e-5 batch_size=16,32'      # or --grid paddlenlp
 
 Each task script (``clue.registry``) runs in a subprocess of its own, its output shown and kept in
 ``logs/<task>.out``. ``logs/<task>.run.json`` records the flags and how the run ended: a task that finished
 with the same flags is skipped, one that was interrupted or failed is continued with ``--resume`` (the
-scripts keep per-epoch backups), and one run with other flags starts afresh. At the end, from the scripts'
-own logs (``logs/<task>.csv`` per epoch, ``logs/<task>.state.json`` for the best epoch):
-``results/summary.json``, ``results/summary.md`` (dev score per task and the CLUE 1.1 average) and
-``results/dev_curves.png`` (dev metric per epoch per task).
+scripts keep per-epoch backups), and one run with other flags starts afresh.
+
+``--seeds S1,S2`` runs each task once per seed, in ``seed<S>/`` of the output folder; ``--ensemble`` then
+writes the leaderboard files into ``results/`` from the seeds' averaged scores (``clue.ensemble``) and
+scores the ensemble on dev. ``--grid`` runs every combination of some task flags per task in
+``grid/<combination>/`` (``clue.grid``: ledger, winner per task); the winners' leaderboard files (their
+ensemble with --ensemble) go to ``results/``. At the end ``results/summary.json``, ``summary.md``,
+``dev_scores.png`` and ``dev_curves.png`` (``clue.summary``), with the preset's published dev scores.
 """
 
-import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from clue import registry
+from clue import ensemble, grid, predictions, registry, summary
 from clue.paths import OutputDirs, atomic_path, write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = ("model", "model_dir", "data_dir", "epochs", "batch_size", "maxlen", "lr", "limit", "seed")
+read_json = summary.read_json
 
 
-def clue11_tasks():
-    """The tasks whose leaderboard file is part of a CLUE 1.1 submission (their average is the CLUE score)."""
-    return [t.name for t in registry.TASKS.values() if t.output_names(registry.CLUE11)]
+@dataclass
+class Unit:
+    """One run of one task script: its grid combination, seed, folder and flags."""
+
+    task: registry.Task
+    combination: dict
+    seed: int | None
+    dirs: OutputDirs
+    flags: list
+
+    def label(self):
+        where = f" [{grid.folder(self.combination)}]" if self.combination else ""
+        return f"{self.task.name}{where}" + (f" seed {self.seed}" if self.seed is not None else "")
 
 
-def task_flags(args, extra):
-    """The flags every task script gets (the ones given here, in a fixed order, then the extras)."""
+def task_flags(args, extra, output_dir=None, seed=None, combination=None):
+    """The flags every task script gets (the ones given here, in a fixed order, a grid combination's, then
+    the extras); ``seed`` and ``output_dir`` replace --seed and --output-dir."""
     flags = []
     for name in SHARED:
-        value = getattr(args, name)
+        value = seed if name == "seed" and seed is not None else getattr(args, name)
         if value is not None:
             flags += [f"--{name.replace('_', '-')}", str(value)]
-    return flags + ["--output-dir", str(args.output_dir)] + list(extra)
-
-
-def read_json(path):
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    flags += grid.flags(combination or {})
+    return flags + ["--output-dir", str(output_dir or args.output_dir)] + list(extra)
 
 
 def decide(task, flags, dirs, force=False):
@@ -58,7 +71,9 @@ def decide(task, flags, dirs, force=False):
     if record.get("flags") != flags:
         return "fresh", "the earlier run had other flags"
     if record.get("status") == "done":
-        lost = [n for n in record.get("outputs", []) if not (dirs.results / n).is_file()]
+        written = set(record.get("outputs", []))
+        written |= {str(predictions.scores_path(Path(n))) for n in written if not n.endswith(".npz")}
+        lost = sorted(n for n in written if not (dirs.results / n).is_file())
         if lost:   # the backup holds the last epoch: a resumed run trains no further and predicts again
             return "resume", f"finished, but {', '.join(lost)} is gone"
         return "skip", f"finished {record.get('finished', '')}".strip()
@@ -79,6 +94,7 @@ def stop_when_parent_dies():
 
 def run_task(task, flags, dirs, resume, echo=True):
     """Run one task script, its output shown and written to logs/<task>.out; returns the exit code."""
+    dirs.make()
     script = REPO / task.script
     command = [sys.executable, "-u", str(script), *flags] + (["--resume"] if resume else [])
     record_path = dirs.logs / f"{task.name}.run.json"
@@ -116,101 +132,106 @@ def run_task(task, flags, dirs, resume, echo=True):
             raise KeyboardInterrupt
     record.update(status="done" if code == 0 else "failed", returncode=code,
                   wall_s=round(time.time() - start, 1), finished=time.strftime("%Y-%m-%d %H:%M:%S"),
-                  outputs=[n for n in task.output_names() if (dirs.results / n).is_file()])
+                  outputs=[n for n in predictions.file_names(task) if (dirs.results / n).is_file()])
     write_atomic(record_path, json.dumps(record, indent=1) + "\n")
     return code
 
 
-def dev_curve(task, dirs):
-    """[(epoch from 1, dev score as a fraction)] from logs/<task>.csv (Keras's CSVLogger: an ``epoch``
-    column from 0 and the dev metric as ``val_<metric>``); a resumed epoch's last row wins."""
-    path = dirs.logs / f"{task.name}.csv"
-    scores = {}
-    if path.is_file():
-        with open(path, newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                column = next((c for c in (f"val_{task.metric}", f"dev_{task.metric}") if row.get(c)), None)
-                if column and row.get("epoch"):
-                    scores[int(row["epoch"]) + 1] = float(row[column])
-    return sorted(scores.items())
+def plan(args, names):
+    """{task: [(combination, [Unit per seed])]}: every run the command asks for, in the order they run."""
+    root = Path(args.output_dir)
+    seeds = args.seeds or [None]
+    runs = {}
+    for name in names:
+        task = registry.get(name)
+        combinations = grid.combinations(args.axes[name]) if args.grid else [{}]
+        runs[name] = []
+        for combination in combinations:
+            base = root / "grid" / grid.folder(combination) if args.grid else root
+            units = []
+            for seed in seeds:
+                folder = base / f"seed{seed}" if args.seeds else base
+                flags = task_flags(args, args.extra, output_dir=folder, seed=seed, combination=combination)
+                units.append(Unit(task, combination, seed, OutputDirs(folder), flags))
+            runs[name].append((combination, units))
+    return runs
 
 
-def task_summary(task, dirs):
-    """What the task's own logs and files say about its run."""
-    record = read_json(dirs.logs / f"{task.name}.run.json") or {}
-    state = read_json(dirs.logs / f"{task.name}.state.json") or {}
-    curve = dev_curve(task, dirs)
-    best = state.get("best")
-    return {
-        "status": record.get("status", "not run"),
-        "metric": task.metric,
-        "dev": None if best is None else round(100 * best, 2),
-        "best_epoch": state.get("best_epoch"),
-        "epochs_done": state.get("epochs_done"),
-        "epochs": state.get("epochs"),
-        "dev_per_epoch": [round(100 * s, 2) for _, s in curve],
-        "wall_s": record.get("wall_s"),
-        "outputs": [n for n in task.output_names() if (dirs.results / n).is_file()],
-        "log": str(dirs.logs / f"{task.name}.out"),
-        "flags": record.get("flags"),
-    }
+def ledger(args, runs):
+    """grid/ledger.{json,md} from the runs' logs: each combination's dev per seed, mean, std, status."""
+    rows = []
+    for name, combinations in runs.items():
+        for combination, units in combinations:
+            done = [summary.run_summary(u.task, u.dirs) for u in units]
+            statuses = [s["status"] for s in done]
+            mean, std = summary.spread([s["dev"] for s in done]) if set(statuses) == {"done"} else (None, None)
+            rows.append({"task": name, "combination": combination, "folder": f"grid/{grid.folder(combination)}",
+                         "dev": [s["dev"] for s in done], "mean": mean, "std": std,
+                         "status": next((s for s in statuses if s != "done"), "done")})
+    return grid.write_ledger(Path(args.output_dir), args.grid, rows)
 
 
-def clue_average(tasks):
-    """Mean dev score over the CLUE 1.1 tasks with one, and which of them are counted."""
-    counted = {name: t["dev"] for name, t in tasks.items() if name in clue11_tasks() and t["dev"] is not None}
-    value = round(sum(counted.values()) / len(counted), 2) if counted else None
-    return {"value": value, "tasks": sorted(counted), "of": len(clue11_tasks())}
+def chosen(args, runs, book):
+    """{task: (combination, units)}: each task's runs the summary and submission are made from (the grid's
+    winner, or the only combination)."""
+    out = {}
+    for name, combinations in runs.items():
+        winner = book["tasks"][name]["winner"] if book else 0
+        out[name] = combinations[winner if winner is not None else 0]
+    return out
 
 
-def markdown(summary):
-    lines = ["| task | metric | dev | best epoch | epochs | time (s) | status |", "|---|---|---|---|---|---|---|"]
-    for name, t in summary["tasks"].items():
-        dev = "-" if t["dev"] is None else f"{t['dev']:.2f}"
-        epochs = "-" if t["epochs_done"] is None else f"{t['epochs_done']}/{t['epochs']}"
-        lines.append(f"| {name} | {t['metric']} | {dev} | {t['best_epoch'] or '-'} | {epochs} | "
-                     f"{t['wall_s'] if t['wall_s'] is not None else '-'} | {t['status']} |")
-    avg = summary["clue_average"]
-    value = "-" if avg["value"] is None else f"{avg['value']:.2f}"
-    lines.append(f"| **CLUE 1.1 average** ({len(avg['tasks'])} of {avg['of']} tasks) | | **{value}** | | | | |")
-    return "\n".join(lines) + "\n"
+def copy_atomic(source, target):
+    with atomic_path(target, suffix=Path(target).suffix) as tmp:
+        shutil.copyfile(source, tmp)
 
 
-def plot(summary, path):
-    """Dev metric per epoch, one line per task, as a PNG (matplotlib's Agg backend: no display needed)."""
-    import matplotlib
+def submit(args, task, units, results):
+    """The task's leaderboard files in ``results``: the seeds' ensemble (--ensemble), else, for a grid, a
+    copy of the winner's files (with seeds, of its seed with the best dev score); returns the ensemble's
+    {"dev", "outputs", "missing"} or None."""
+    finished = [u for u in units if summary.run_summary(task, u.dirs)["status"] == "done"]
+    if args.ensemble:
+        if len(finished) < len(units):
+            print(f"== {task.name}: no ensemble, {len(units) - len(finished)} of its seeds did not finish")
+            return None
+        built = ensemble.build(task, [u.dirs.root for u in units], results)
+        for problem in built["missing"]:
+            print(f"== {task.name} ensemble: left out {problem} (rerun with --force to save the scores)")
+        return built
+    if not args.grid or not finished:
+        return None
+    best = max(finished, key=lambda u: summary.run_summary(task, u.dirs)["dev"] or -1)
+    for name in task.output_names():
+        for source in (best.dirs.results / name, predictions.scores_path(best.dirs.results / name)):
+            if source.is_file():
+                copy_atomic(source, results / source.name)
+    return None
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
-    for name, t in summary["tasks"].items():
-        if t["dev_per_epoch"]:
-            epochs = range(1, len(t["dev_per_epoch"]) + 1)
-            ax.plot(epochs, t["dev_per_epoch"], marker="o", label=f"{name} ({t['metric']})")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("dev metric (%)")
-    ax.set_title(f"CLUE dev scores per epoch: {summary['model']}")
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=8)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-    return path
-
-
-def summarise(names, args, dirs):
-    """Write results/summary.json, summary.md and dev_curves.png for ``names`` and every task run earlier
-    into the same output folder; returns the summary dict."""
-    names = [n for n in registry.TASKS if n in names or (dirs.logs / f"{n}.run.json").is_file()]
-    tasks = {name: task_summary(registry.get(name), dirs) for name in names}
-    summary = {"model": args.model, "flags": task_flags(args, args.extra), "tasks": tasks,
-               "clue_average": clue_average(tasks)}
-    write_atomic(dirs.results / "summary.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
-    write_atomic(dirs.results / "summary.md", markdown(summary))
-    plot(summary, dirs.results / "dev_curves.png")
-    return summary
+def summarise(names, args, dirs, runs=None, book=None, ensembles=None):
+    """results/summary.json, summary.md, dev_scores.png and dev_curves.png for ``names`` and every task run
+    earlier into the same output folder (without seeds or a grid); returns the summary dict."""
+    for name, default in (("seeds", None), ("ensemble", False), ("grid", None), ("axes", {})):
+        if not hasattr(args, name):   # a namespace from before seeds and grids
+            setattr(args, name, default)
+    if runs is None:
+        if not getattr(args, "seeds", None) and not getattr(args, "grid", None):
+            names = [n for n in registry.TASKS if n in names or (dirs.logs / f"{n}.run.json").is_file()]
+        runs = plan(args, names)
+    reference = summary.published(args.model)
+    tasks = {}
+    for name, (combination, units) in chosen(args, runs, book).items():
+        task = registry.get(name)
+        tasks[name] = summary.task_entry(task, [(u.seed, summary.run_summary(task, u.dirs)) for u in units],
+                                         ensemble=(ensembles or {}).get(name), reference=reference.get(name),
+                                         combination=combination or None)
+    result = {"model": args.model, "flags": task_flags(args, args.extra), "seeds": args.seeds,
+              "ensemble": bool(args.ensemble), "tasks": tasks, "clue_average": summary.clue_average(tasks)}
+    if book:
+        result["grid"] = {"spec": args.grid, "ledger": str(Path(args.output_dir) / "grid" / "ledger.json"),
+                          "winners": {n: (combination or None) for n, (combination, _) in chosen(args, runs, book).items()}}
+    return summary.write(result, dirs.results)
 
 
 def build_parser():
@@ -218,8 +239,9 @@ def build_parser():
 
     p = argparse.ArgumentParser(
         prog="clue-run", description="Run CLUE task scripts with one preset and shared flags; skip finished "
-                                     "tasks, resume interrupted ones; write results/summary.{json,md} and "
-                                     "results/dev_curves.png. Flags after -- go to every task script.")
+                                     "tasks, resume interrupted ones; seeds, their ensemble, a grid; write "
+                                     "results/summary.{json,md}, dev_scores.png and dev_curves.png. Flags "
+                                     "after -- go to every task script.")
     p.add_argument("tasks", nargs="*", metavar="TASK", help=f"default: all of {', '.join(registry.TASKS)}")
     p.add_argument("--model", required=True, help="preset name (tiny, bert-base, ...) or preset JSON path")
     p.add_argument("--model-dir")
@@ -231,38 +253,93 @@ def build_parser():
     p.add_argument("--lr", type=float)
     p.add_argument("--limit", type=int, help="at most N examples per split (smoke runs)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--seeds", help="S1,S2,...: run each task once per seed, in seed<S>/; the summary gives "
+                                   "each seed's dev score and their mean and standard deviation")
+    p.add_argument("--ensemble", action="store_true",
+                   help="with --seeds: results/ gets the leaderboard files made from the seeds' averaged "
+                        "scores, and the ensemble's dev score is reported")
+    p.add_argument("--grid", help="'flag=v1,v2 flag=v1,v2': every combination per task, in grid/ with a "
+                                  "ledger; the winners (best dev) make results/. 'paddlenlp': PaddleNLP's grid")
     p.add_argument("--force", action="store_true", help="rerun finished tasks from scratch")
     p.add_argument("--quiet", action="store_true", help="keep the task scripts' output in logs/ only")
     return p
 
 
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
+def parse_args(argv):
+    """(args, task names); flag errors end through argparse."""
+    from clue import cli
+
+    argv = list(argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[:argv.index("--")] if "--" in argv else argv
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     args.extra = extra
-    names = [registry.get(name).name for name in args.tasks] if args.tasks else list(registry.TASKS)
-    dirs = OutputDirs(args.output_dir).make()
-    flags = task_flags(args, extra)
-    failed = []
     try:
+        names = [registry.get(name).name for name in args.tasks] if args.tasks else list(registry.TASKS)
+    except KeyError as err:
+        parser.error(str(err).strip("'\""))
+    if args.seeds is not None:
+        try:
+            args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            parser.error(f"--seeds takes whole numbers separated by commas, got {args.seeds!r}")
+        if not args.seeds or len(set(args.seeds)) < len(args.seeds):
+            parser.error(f"--seeds needs distinct seeds, got {','.join(map(str, args.seeds)) or 'none'}")
+        if args.seed is not None:
+            parser.error("--seed and --seeds: give one of them")
+    if args.ensemble and len(args.seeds or []) < 2:
+        parser.error("--ensemble averages the runs of --seeds: give two or more seeds")
+    args.axes = {}
+    if args.grid:
+        given = {a.lstrip("-").split("=")[0].replace("-", "_") for a in extra if a.startswith("--")}
+        given |= {name for name in SHARED if getattr(args, name) is not None}
         for name in names:
             task = registry.get(name)
-            action, why = decide(task, flags, dirs, args.force)
-            print(f"== {name}: {action} ({why})", flush=True)
-            if action == "skip":
-                continue
-            if run_task(task, flags, dirs, resume=action == "resume", echo=not args.quiet) != 0:
-                failed.append(name)
-                print(f"== {name}: FAILED, see {dirs.logs / (name + '.out')}", flush=True)
+            try:
+                args.axes[name] = grid.axes_for(args.grid, task, cli.build_parser(task))
+            except grid.GridError as err:
+                parser.error(str(err))
+            clash = sorted(given & {key for key, _ in args.axes[name]})
+            if clash:
+                parser.error(f"--grid varies {', '.join(clash)}, also given as a flag: give it in one place")
+    return args, names
+
+
+def main(argv=None):
+    args, names = parse_args(sys.argv[1:] if argv is None else argv)
+    dirs = OutputDirs(args.output_dir)
+    dirs.results.mkdir(parents=True, exist_ok=True)   # the runs make their own folders
+    runs = plan(args, names)
+    book, failed, ensembles = None, [], {}
+    try:
+        for name in names:
+            for _, units in runs[name]:
+                for unit in units:
+                    action, why = decide(unit.task, unit.flags, unit.dirs, args.force)
+                    print(f"== {unit.label()}: {action} ({why})", flush=True)
+                    if action != "skip" and run_task(unit.task, unit.flags, unit.dirs, resume=action == "resume",
+                                                     echo=not args.quiet) != 0:
+                        failed.append(unit.label())
+                        print(f"== {unit.label()}: FAILED, see {unit.dirs.logs / (name + '.out')}", flush=True)
+                    if args.grid:
+                        book = ledger(args, runs)
+        if args.grid:
+            book = ledger(args, runs)
+        for name, (_, units) in chosen(args, runs, book).items():
+            built = submit(args, registry.get(name), units, dirs.results)
+            if built is not None:
+                ensembles[name] = built
     except KeyboardInterrupt:
-        print(f"\n== interrupted during {name}: rerun the same command to resume it", flush=True)
-        summarise(names, args, dirs)
+        print("\n== interrupted: rerun the same command to resume", flush=True)
+        summarise(names, args, dirs, runs, ledger(args, runs) if args.grid else None, ensembles)
         return 130
-    summary = summarise(names, args, dirs)
-    print(markdown(summary))
-    print(f"wrote {dirs.results / 'summary.json'}, summary.md, dev_curves.png")
+    result = summarise(names, args, dirs, runs, book, ensembles)
+    print(summary.markdown(result))
+    if book:
+        print(f"wrote {Path(args.output_dir) / 'grid' / 'ledger.md'} (winners: "
+              + "; ".join(f"{n}: {grid.folder(c) if c else '-'}" for n, c in result["grid"]["winners"].items()) + ")")
+    print(f"wrote {dirs.results / 'summary.json'}, summary.md, dev_scores.png, dev_curves.png")
     if failed:
         print(f"failed: {', '.join(failed)} (rerun the same command to resume them; if resuming fails too, "
               f"--force starts them afresh)")

@@ -19,6 +19,7 @@ import numpy as np
 from keras import ops
 
 from clue import interrupt
+from clue.optimizers import AdaFactor, AdamW
 from clue.paths import atomic_path, write_atomic
 
 
@@ -40,13 +41,13 @@ class WarmupLinear(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_optimizer(args, total_steps):
-    """Adafactor at a constant rate (the baselines), or AdamW with warmup and linear decay."""
-    accum = args.grad_accum if args.grad_accum > 1 else None
+    """bert4keras's AdaFactor at a constant rate, accumulating as bert4keras (the baselines), or AdamW with
+    warmup and linear decay (Keras's accumulation: the update at every N-th batch uses the last N)."""
     if args.optimizer == "adafactor":
-        return keras.optimizers.Adafactor(learning_rate=args.lr, gradient_accumulation_steps=accum)
+        return AdaFactor(learning_rate=args.lr, grad_accum_steps=args.grad_accum)
     schedule = WarmupLinear(args.lr, total_steps, round(args.warmup * total_steps))
-    optimizer = keras.optimizers.AdamW(schedule, weight_decay=args.weight_decay,
-                                       gradient_accumulation_steps=accum)
+    optimizer = AdamW(schedule, weight_decay=args.weight_decay,
+                      gradient_accumulation_steps=args.grad_accum if args.grad_accum > 1 else None)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "norm"])
     return optimizer
 

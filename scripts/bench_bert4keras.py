@@ -9,9 +9,9 @@ user runs them: bert4keras's ``Tokenizer``; a ``DataGenerator`` subclass that en
 batch is drawn (every epoch) and pads each batch to its longest with ``sequence_padding``; the pretrained
 BERT from ``build_transformer_model``, [CLS] -> Dense softmax; ``model.fit`` on ``forfit()``; an evaluator
 that scores dev after each epoch with ``model.predict`` per batch and saves the best weights; then the best
-weights are loaded and the test file is predicted and written. Differences, each in bert4keras's favour or
-neutral: bert4keras's own AdaFactor does not run under tf_keras 2.21, so tf_keras's Adafactor (the algorithm
-Keras 3's Adafactor, our default, ports) is used at the same learning rate; the baselines build the encoder
+weights are loaded and the test file is predicted and written. The optimizer is the baselines' own:
+bert4keras's AdaFactor as their snippets.py builds it, with the two patches it needs under tf_keras 2.21
+(``adafactor`` below). One difference, in bert4keras's favour or neutral: the baselines build the encoder
 with ``application='unilm'`` (shared with their generation tasks), which with all-zero segment ids attends
 exactly like the plain encoder built here, minus one bias add per layer.
 """
@@ -43,15 +43,32 @@ def classifier(config_path, checkpoint_path, num_classes):
     return keras.models.Model(bert.model.input, probs)
 
 
+def adafactor(learning_rate):
+    """bert4keras's AdaFactor as CLUE-bert4keras's snippets.py builds it, patched to run under tf_keras 2.21
+    (tests/test_optimizers.py makes the same two patches): its classes are written for the OptimizerV2 API,
+    now ``keras.optimizers.legacy.Optimizer``, and must be defined on it; and its ``learning_rate`` property
+    creates a new variable on every call (its ``hasattr`` misses a name-mangled attribute), which
+    tf.function refuses, so the constant rate is returned as the float it is."""
+    if "bert4keras.optimizers" in sys.modules:
+        raise RuntimeError("bert4keras.optimizers was imported before it could be patched")
+    keras.optimizers.Optimizer = keras.optimizers.legacy.Optimizer
+    import bert4keras.optimizers as optimizers
+
+    optimizers.AdaFactorBase.learning_rate = property(lambda self: self._learning_rate)
+    return optimizers.AdaFactor(learning_rate=learning_rate, beta1=0.9, min_dim_size_to_factor=10**6)
+
+
 def step(job, result_path):
-    """Train (tf_keras Adam) and inference steps on one full-length random batch, timed as ours are."""
+    """Train (tf_keras Adam, or with ``job["optimizer"] == "adafactor"`` bert4keras's AdaFactor at 5e-4) and
+    inference steps on one full-length random batch, timed as ours are."""
     import tf_keras
 
     from bench_worker import random_batch, timed_steps   # plain Python and numpy: no Keras 3 import
 
     token_ids, segment_ids, labels = random_batch(job)
     model = classifier(job["config_path"], None, job["classes"])
-    model.compile(loss="sparse_categorical_crossentropy", optimizer=tf_keras.optimizers.Adam(1e-5))
+    optimizer = adafactor(5e-4) if job.get("optimizer") == "adafactor" else tf_keras.optimizers.Adam(1e-5)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizer)
     result = timed_steps(lambda: model.train_on_batch([token_ids, segment_ids], labels),
                          lambda: model.predict_on_batch([token_ids, segment_ids]), job)
     result["tf_keras"] = tf_keras.__version__
@@ -134,8 +151,6 @@ class Evaluator(keras.callbacks.Callback):
 
 def e2e(job):
     """Fine-tune on the first ``limit`` train examples for ``epochs``, score dev, predict test, write it."""
-    import tf_keras
-
     task, folder, out = job["task"], Path(job["data_dir"]) / job["task"], Path(job["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     labels = TNEWS if task == "tnews" else NLI
@@ -147,8 +162,7 @@ def e2e(job):
     log("data ready")
     model = classifier(job["config_path"], job["checkpoint_path"], len(labels))
     log("model built and loaded")
-    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  optimizer=tf_keras.optimizers.Adafactor(learning_rate=job["lr"]))
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"], optimizer=adafactor(job["lr"]))
     weights = str(out / f"{task}.weights")
     model.fit(train.forfit(), steps_per_epoch=len(train), epochs=job["epochs"], verbose=job.get("verbose", 0),
               callbacks=[StepTimes(), Evaluator(model, dev, weights)])

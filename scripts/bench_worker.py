@@ -86,23 +86,27 @@ def checkpoint(job):
 
 
 def step(job):
-    """Adam train step and inference of encoder + classifier, compiled and with the optimizer built
-    eagerly as clue.training.fit does; XLA per ``job["jit"]``, dtype policy per ``job["policy"]``."""
+    """Train step (Adam, or with ``job["optimizer"] == "adafactor"`` the task scripts' AdaFactor at 5e-4)
+    and inference of encoder + classifier, compiled and with the optimizer built eagerly as
+    clue.training.fit does; XLA per ``job["jit"]``, dtype policy per ``job["policy"]``."""
     import keras
 
     from clue.heads import classifier
     from clue.models import build_transformer_model
+    from clue.optimizers import AdaFactor
 
     keras.utils.set_random_seed(0)
     keras.mixed_precision.set_dtype_policy(job.get("policy", "float32"))
     model = classifier(build_transformer_model(config=job["config"], seed=0), job["classes"], seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-5), loss="sparse_categorical_crossentropy",
+    optimizer = AdaFactor(5e-4) if job.get("optimizer") == "adafactor" else keras.optimizers.Adam(1e-5)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                   jit_compile=job["jit"])
     model.optimizer.build(model.trainable_variables)
     token_ids, segment_ids, labels = random_batch(job)
     result = timed_steps(lambda: model.train_on_batch([token_ids, segment_ids], labels),
                          lambda: model.predict_on_batch([token_ids, segment_ids]), job)
-    return {**result, "backend": keras.backend.backend(), "jit": job["jit"], "policy": job.get("policy", "float32")}
+    return {**result, "backend": keras.backend.backend(), "jit": job["jit"], "policy": job.get("policy", "float32"),
+            "optimizer_class": type(optimizer).__name__}
 
 
 if __name__ == "__main__":

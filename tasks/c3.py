@@ -14,7 +14,7 @@ upstream test set is both parts: its leaderboard file answers both).
 
 import functools
 
-from clue import batching, cli, heads, metrics, multiple_choice, submission, training
+from clue import batching, cli, heads, metrics, multiple_choice, predictions, training
 
 TASK = "c3"
 NUM_CHOICES = 4
@@ -40,20 +40,20 @@ def main(argv=None):
     # head: [CLS] vector -> Dense(1) per choice -> softmax over the choices
     model = heads.choice_scorer(run.encoder(), NUM_CHOICES, args.pooling, seed=args.seed)
 
-    def predict(found):
-        return batching.predict(model, batches(found)).argmax(-1)
+    def predict(found):   # the choice probabilities of each question
+        return batching.predict(model, batches(found))
 
     def evaluate(model):
-        return metrics.accuracy([label for _, label in dev], predict(dev))
+        return metrics.accuracy([label for _, label in dev], predict(dev).argmax(-1))
 
     # fit, keeping the best dev epoch (or load it: --mode eval / predict)
     training.fit(model, batches(train, shuffle=True), evaluate, run, loss="sparse_categorical_crossentropy")
 
-    # predict each test file with the best weights; the label is the choice index as a string
-    for test_file, out in run.outputs():
-        test = run.read(test_file)
-        submission.write_labels(out, [r["id"] for r in test], predict(examples(test)))
-        print(f"wrote {out} ({len(test)} lines)")
+    # predict dev and each test file with the best weights; the label is the choice index as a string
+    for split, out in run.outputs():
+        records = run.read(split)
+        predictions.Labels.of(records, predict(examples(records)), run.task.labels).write(out)
+        print(f"wrote {out} ({len(records)} lines)")
 
 
 if __name__ == "__main__":

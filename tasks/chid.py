@@ -14,7 +14,7 @@ one JSON object {"#idiomNNNNNN#": candidate index}.
 
 import functools
 
-from clue import batching, cli, heads, metrics, multiple_choice, submission, training
+from clue import batching, cli, heads, metrics, multiple_choice, predictions, training
 
 TASK = "chid"
 NUM_CHOICES = 10
@@ -51,22 +51,20 @@ def main(argv=None):
     # head: [CLS] vector -> Dense(1) per candidate -> softmax over the candidates
     model = heads.choice_scorer(run.encoder(), NUM_CHOICES, args.pooling, seed=args.seed)
 
-    def predict(records, found):   # the blanks of a line pick distinct candidates
-        probs = batching.predict(model, batches(found))
-        return multiple_choice.assign_groups([r["group"] for r in records], probs)
+    def predict(records, found):   # candidate probabilities; the blanks of a line pick distinct ones (decode)
+        return predictions.Assignment.of(records, batching.predict(model, batches(found)))
 
     def evaluate(model):
-        return metrics.accuracy([r["label"] for r in dev], predict(dev, dev_examples))
+        return metrics.accuracy([r["label"] for r in dev], predict(dev, dev_examples).decode())
 
     # fit, keeping the best dev epoch (or load it: --mode eval / predict)
     training.fit(model, batches(train, shuffle=True), evaluate, run, loss="sparse_categorical_crossentropy")
 
-    # predict each test file with the best weights: {blank: candidate index}
-    for test_file, out in run.outputs():
-        test = run.read(test_file)
-        picks = predict(test, examples(test))
-        submission.write_object(out, {r["id"]: int(p) for r, p in zip(test, picks)})
-        print(f"wrote {out} ({len(test)} blanks)")
+    # predict dev and each test file with the best weights: {blank: candidate index}
+    for split, out in run.outputs():
+        records = run.read(split)
+        predict(records, examples(records)).write(out)
+        print(f"wrote {out} ({len(records)} blanks)")
 
 
 if __name__ == "__main__":

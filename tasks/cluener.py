@@ -12,7 +12,7 @@ inclusive character offsets.
 
 import functools
 
-from clue import batching, cli, heads, metrics, ner, submission, training
+from clue import batching, cli, heads, metrics, ner, predictions, training
 from clue.registry import CLUENER_TYPES
 
 TASK = "cluener"
@@ -37,22 +37,21 @@ def main(argv=None):
     model = heads.span_scorer(run.encoder(), heads=len(TYPES), seed=args.seed,
                               efficient=run.spec.family == "roformer_v2")
 
-    def predict(records, sentences):   # spans scored above 0, reduced as they come, back to character offsets
-        positives = batching.predict(model, batches(sentences), reduce=ner.positive_spans)
-        return [ner.decode(p, r["text"], s.char_spans, TYPES) for p, r, s in zip(positives, records, sentences)]
+    def predict(records, sentences):   # every text pair's score per type; the pairs above 0 are the entities
+        tables = batching.predict(model, batches(sentences), reduce=ner.pointer_table)
+        return predictions.Entities.of(records, sentences, tables, TYPES)
 
     def evaluate(model):
-        return metrics.cluener_f1([r["label"] for r in dev], predict(dev, dev_sentences))
+        return metrics.cluener_f1([r["label"] for r in dev], predict(dev, dev_sentences).decode())
 
     # fit, keeping the best dev epoch (or load it: --mode eval / predict)
     training.fit(model, batches(train, shuffle=True), evaluate, run, loss=heads.span_multilabel_crossentropy)
 
-    # predict each test file with the best weights, one line per sentence in file order
-    for test_file, out in run.outputs():
-        test = run.read(test_file)
-        labels = predict(test, ner.sentences(tokenizer, test, TYPES, args.maxlen))
-        submission.write_lines(out, ({"id": r["id"], "label": label} for r, label in zip(test, labels)))
-        print(f"wrote {out} ({len(test)} lines)")
+    # predict dev and each test file with the best weights, one line per sentence in file order
+    for split, out in run.outputs():
+        records = run.read(split)
+        predict(records, ner.sentences(tokenizer, records, TYPES, args.maxlen)).write(out)
+        print(f"wrote {out} ({len(records)} lines)")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Dev metric accuracy; writes results/cmnli_predict.json.
     python tasks/cmnli.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
 """
 
-from clue import batching, classification, cli, heads, metrics, submission, training
+from clue import batching, classification, cli, heads, metrics, predictions, training
 
 TASK = "cmnli"
 
@@ -41,12 +41,12 @@ def main(argv=None):
     # fit, keeping the best dev epoch (or load it: --mode eval / predict)
     score = training.fit(model, batches(train, shuffle=True), evaluate, run, loss="sparse_categorical_crossentropy")
 
-    # predict each test file with the best weights; the leaderboard wants label strings
-    for test_file, out in run.outputs():
-        test = run.read(test_file)
-        probs = batching.predict(model, batches(examples(test)))
-        submission.write_labels(out, [r["id"] for r in test], [labels[i] for i in probs.argmax(-1)])
-        print(f"wrote {out} ({len(test)} lines)")
+    # predict dev and each test file with the best weights: label strings, the probabilities kept beside
+    for split, out in run.outputs():
+        records = run.read(split)
+        probs = batching.predict(model, batches(examples(records)))
+        predictions.Labels.of(records, probs, labels).write(out)
+        print(f"wrote {out} ({len(records)} lines)")
     return score
 
 

@@ -10,7 +10,7 @@ results/cmrc2018_predict.json, one JSON object {question_id: answer_text}.
     python tasks/cmrc2018.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
 """
 
-from clue import batching, cli, heads, metrics, reading, submission, training
+from clue import batching, cli, heads, metrics, predictions, reading, training
 
 TASK = "cmrc2018"
 STRIDE = 128
@@ -32,24 +32,23 @@ def main(argv=None):
     # head: one GlobalPointer over the encoder's last layer; softmax over all (start, end) pairs
     model = heads.span_scorer(run.encoder(), heads=1, seed=args.seed)
 
-    def predict(records, windows):   # each window's best span, reduced as it comes: the best per question
-        best = batching.predict(model, batches(windows), reduce=lambda scores: reading.best_span(scores[0]))
-        return reading.answers(records, windows, best)
+    def predict(records, windows):   # each question's best spans over its windows; the first is the answer
+        tops = batching.predict(model, batches(windows), reduce=lambda scores: reading.top_spans(scores[0]))
+        return predictions.Answers.of(records, *reading.nbest(windows, tops, len(records)))
 
     def evaluate(model):
-        golds, preds = [r["answers"] for r in dev], predict(dev, dev_windows)
+        golds, preds = [r["answers"] for r in dev], predict(dev, dev_windows).decode()
         print(f"dev F1 {metrics.cmrc2018_f1(golds, preds):.2%}", flush=True)
         return metrics.cmrc2018_em(golds, preds)
 
     # fit, keeping the best dev epoch (or load it: --mode eval / predict)
     training.fit(model, batches(train, shuffle=True), evaluate, run, loss=heads.span_crossentropy)
 
-    # predict each test file with the best weights: {question id: answer text}
-    for test_file, out in run.outputs():
-        test = run.read(test_file)
-        answers = predict(test, reading.windows(tokenizer, test, args.maxlen, STRIDE))
-        submission.write_object(out, {r["id"]: a for r, a in zip(test, answers)})
-        print(f"wrote {out} ({len(test)} answers)")
+    # predict dev and each test file with the best weights: {question id: answer text}
+    for split, out in run.outputs():
+        records = run.read(split)
+        predict(records, reading.windows(tokenizer, records, args.maxlen, STRIDE)).write(out)
+        print(f"wrote {out} ({len(records)} answers)")
 
 
 if __name__ == "__main__":

@@ -37,10 +37,17 @@ def test_smoke_run(tmp_path, clue_data_dir, vocab_path):
 
     assert results["peak"]["peak_gflops"] > 0
     steps = {row["name"]: row for row in results["steps"]}
-    assert set(steps) == {"ours, TensorFlow", "bert4keras 0.11.5, tf_keras"}
+    assert set(steps) == {"ours, TensorFlow", "bert4keras 0.11.5, tf_keras", "ours, TensorFlow, AdaFactor",
+                          "bert4keras 0.11.5, tf_keras, AdaFactor"}
     for row in steps.values():
         assert row["train_tokens_per_s"] > 0 and row["infer_tokens_per_s"] > 0 and row["peak_rss_mb"] > 100
         assert 0 < row["train_mfu"] and row["train_vs_bert4keras"] > 0
+    assert steps["ours, TensorFlow, AdaFactor"]["optimizer_class"] == "AdaFactor"   # clue.optimizers'
+    # each AdaFactor row is compared with bert4keras's AdaFactor row, not its Adam one
+    theirs = steps["bert4keras 0.11.5, tf_keras, AdaFactor"]
+    assert theirs["train_vs_bert4keras"] == 1.0
+    assert steps["ours, TensorFlow, AdaFactor"]["train_vs_bert4keras"] == theirs["train_s"] / \
+        steps["ours, TensorFlow, AdaFactor"]["train_s"]
 
     e2e = {row["pipeline"]: row for row in results["e2e"]}
     assert set(e2e) == {"ours", "bert4keras"} and all(r["wall_s"] > 0 for r in e2e.values())
@@ -53,6 +60,7 @@ def test_smoke_run(tmp_path, clue_data_dir, vocab_path):
 
     targets = [t["target"] for t in results["summary"]["targets"]]
     assert any(t.startswith("MFU") for t in targets) and any(t.startswith("end to end") for t in targets)
+    assert any(t.startswith("AdaFactor train step <= bert4keras's AdaFactor") for t in targets)
     assert any(t.startswith("tokenization") for t in targets)
     text = out.read_text()
     for heading in ("## Targets", "## fp32 matmul peak", "## 1. Train and inference", "## 2. End to end",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bert4keras_oracle import run_bert4keras
-from clue import heads, multiple_choice, ner, reading
+from clue import heads, multiple_choice, ner, predictions, reading
 from clue.models import build_transformer_model
 from clue.tokenizer import Tokenizer, builtin_vocab
 
@@ -189,12 +189,13 @@ def test_char_spans_and_token_span(tokenizer):
     assert tokenizer.char_spans(text, maxlen=3)[1] == [(0, 0), (1, 1), (2, 2)]
 
 
-def test_best_span_skips_cls():
-    scores = np.full((4, 4), -5.0)
+def test_top_spans_skip_cls_and_masked_pairs():
+    scores = np.full((4, 4), heads.NEG)
     scores[0, 0] = 9.0          # [CLS]: "no answer here", never an answer at prediction
-    scores[1, 2] = 3.0
-    assert reading.best_span(scores) == (1, 2, 3.0)
-    assert reading.best_span(scores, skip_first=False) == (0, 0, 9.0)
+    scores[1, 2], scores[2, 3], scores[1, 1], scores[3, 3] = 3.0, 1.0, 3.0, -2.0
+    # best first, ties in row-major order; the masked pairs (NEG) are not spans at all
+    assert reading.top_spans(scores) == [(1, 1, 3.0), (1, 2, 3.0), (2, 3, 1.0), (3, 3, -2.0)]
+    assert reading.top_spans(scores, k=2) == [(1, 1, 3.0), (1, 2, 3.0)]
 
 
 def test_assign_gives_distinct_candidates():
@@ -261,7 +262,7 @@ def test_cmrc_windows_slide_and_point_at_cls_without_the_answer(tokenizer):
         assert w.span_mask[:5] == [1, 0, 0, 0, 1]               # [CLS] allowed, question and [SEP] not
         assert w.span_mask[-1] == 0 and len(w.span_mask) == len(w.token_ids)
         if w.label != (0, 0):
-            assert w.text(context, *w.label) == context[20:23]
+            assert w.chars(*w.label) == (20, 22)
 
 
 def test_cmrc_windows_never_skip_tokens_when_the_window_is_shorter_than_the_stride(tokenizer):
@@ -272,12 +273,27 @@ def test_cmrc_windows_never_skip_tokens_when_the_window_is_shorter_than_the_stri
 
 
 def test_best_answer_over_the_windows_of_each_question(tokenizer):
-    records = [{"context": "".join(chr(0x4E00 + i) for i in range(30))}, {"context": "甲乙丙"}]
+    records = [{"id": "q0", "context": "".join(chr(0x4E00 + i) for i in range(30))}, {"id": "q1", "context": "甲乙丙"}]
     windows = (reading.question_windows(tokenizer, "问题", records[0]["context"], maxlen=15, stride=128, index=0)
                + reading.question_windows(tokenizer, "问题", records[1]["context"], maxlen=15, index=1))
-    # question 0: window 1 (context tokens 10..19) scores 5 at its positions 4..5, window 2 only 3
-    best = [(4, 4, 1.0), (4, 5, 5.0), (6, 6, 3.0), (0, 0, -float("inf"))]
-    assert reading.answers(records, windows, best) == [records[0]["context"][10:12], ""]
+    # question 0: window 1 (context tokens 10..19) scores 5 at its positions 4..5, window 2 only 3;
+    # question 1's window lists no span
+    tops = [[(4, 4, 1.0)], [(4, 5, 5.0)], [(6, 6, 3.0)], []]
+    found = reading.nbest(windows, tops, 2)
+    assert predictions.Answers.of(records, *found).decode() == [records[0]["context"][10:12], ""]
+
+
+def test_nbest_merges_windows_and_bounds_the_rest(tokenizer):
+    context = "".join(chr(0x4E00 + i) for i in range(11))
+    windows = reading.question_windows(tokenizer, "问题", context, maxlen=12, stride=4)
+    assert [w.first for w in windows] == [0, 4]               # 7 context tokens each, from position 4
+    # characters 4..5 are in both windows (positions 8..9 of the first, 4..5 of the second): best window wins
+    tops = [[(8, 9, 2.0), (4, 4, 1.5), (5, 6, 0.5)], [(4, 5, 3.0), (6, 6, 1.0)]]
+    starts, ends, scores, bound = reading.nbest(windows, tops, 1, k=3)
+    assert list(zip(starts[0].tolist(), ends[0].tolist())) == [(4, 5), (0, 0), (6, 6)]
+    assert scores[0].tolist() == [3.0, 1.5, 1.0] and bound[0] == 1.0     # three listed: the third bounds
+    _, _, scores, bound = reading.nbest(windows, tops, 1, k=5)
+    assert scores[0].tolist() == [3.0, 1.5, 1.0, 0.5, -np.inf] and bound[0] == -np.inf   # all listed
 
 
 def test_ner_sentence_and_decode_round_trip(tokenizer):
@@ -292,7 +308,10 @@ def test_ner_sentence_and_decode_round_trip(tokenizer):
     scores = np.where(target > 0, 3.0, -3.0)
     scores[1, 6, 7] = 1.0                                           # 工作 as a name, also above 0
     scores[0, 0, 0] = scores[1, 0, 2] = scores[0, 7, 8] = 2.0      # on [CLS] or [SEP]: never an entity
-    decoded = ner.decode(ner.positive_spans(scores), text, example.char_spans, types)
+    scores[:, 1:, 0] = scores[:, 8, :8] = heads.NEG                 # end < start: masked, as the head does
+    table = ner.pointer_table(scores)                               # the 7 text tokens' 28 pairs per type
+    assert table.shape == (2, 28) and (table > 0).sum() == 3
+    decoded = predictions.Entities.of([{"text": text}], [example], [table], types).decode()[0]
     assert decoded == {"name": {"张三": [[0, 1]], "工作": [[5, 6]]}, "address": {"北京": [[3, 4]]}}
     for kind, entities in decoded.items():
         for entity, places in entities.items():

@@ -45,7 +45,9 @@ def test_every_task_runs_and_is_summarised(clue11):
         assert row["dev_per_epoch"] == dev_column(out, task)
         assert row["outputs"] and all((out / "results" / o).is_file() for o in row["outputs"])
     mean = sum(r["dev"] for r in summary["tasks"].values()) / 9
-    assert summary["clue_average"] == {"value": round(mean, 2), "tasks": sorted(small_clue.CLUE11_TASKS), "of": 9}
+    assert summary["clue_average"] == {"value": round(mean, 2), "tasks": sorted(small_clue.CLUE11_TASKS), "of": 9,
+                                       "std": None, "per_seed": [round(mean, 2)], "ensemble": None,
+                                       "published": None, "difference": None}     # tiny: nothing published
 
     table = (out / "results" / "summary.md").read_text().splitlines()
     for name, row in summary["tasks"].items():
@@ -81,6 +83,9 @@ def test_decisions(tmp_path):
     assert run_all.decide(task, flags, dirs) == ("fresh", "no earlier run")
     record(status="done", finished="today", outputs=["csl_predict.json"])
     (dirs.results / "csl_predict.json").write_text("{}\n")
+    # a run recorded before the scores were kept is resumed to save them (it predicts again)
+    assert run_all.decide(task, flags, dirs) == ("resume", "finished, but csl_predict.scores.npz is gone")
+    (dirs.results / "csl_predict.scores.npz").write_bytes(b"")
     assert run_all.decide(task, flags, dirs) == ("skip", "finished today")
     (dirs.results / "csl_predict.json").unlink()
     assert run_all.decide(task, flags, dirs) == ("resume", "finished, but csl_predict.json is gone")
@@ -159,7 +164,8 @@ def test_summary_reads_the_logs_of_earlier_runs(tmp_path):
     assert summary["tasks"]["afqmc"]["status"] == "not run" and summary["tasks"]["afqmc"]["dev"] is None
     csl = summary["tasks"]["csl"]
     assert csl["dev_per_epoch"] == [50.0, 57.5, 62.5] and csl["dev"] == 62.5 and csl["best_epoch"] == 3
-    assert summary["clue_average"] == {"value": 62.5, "tasks": ["csl"], "of": 9}
+    assert {k: summary["clue_average"][k] for k in ("value", "tasks", "of")} == {"value": 62.5, "tasks": ["csl"],
+                                                                                "of": 9}
     table = (dirs.results / "summary.md").read_text().splitlines()
     assert "| csl | accuracy | 62.50 | 3 | 3/3 | 12.5 | done |" in table
     assert "| afqmc | accuracy | - | - | - | - | not run |" in table

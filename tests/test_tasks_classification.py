@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import clue_layout
-from clue import registry
+from clue import predictions, registry
 from clue.data import load_json_lines
 from clue.paths import MissingPathError
 from clue.submission import check_labels
@@ -47,7 +47,10 @@ def test_task_writes_a_valid_submission(script, layout, tmp_path):
         ["--data-dir", str(layout), "--output-dir", str(tmp_path), *SMOKE])
     assert 0.0 <= score <= 1.0
     written = sorted(p.name for p in (tmp_path / "results").iterdir())
-    assert written == sorted(EXPECTED[script])
+    assert written == sorted(["dev", *EXPECTED[script], *(predictions.scores_path(n).name for n in EXPECTED[script])])
+    # the dev predictions of the best weights, with their probabilities, score what training reported
+    dev = predictions.dev_path(tmp_path / "results", task.name)
+    assert predictions.load(predictions.scores_path(dev)).score(task.metric) == score
     for test_files, name in task.test_outputs(layout / task.name):
         ids = [r["id"] for r in task.read(test_files)][:300]
         assert check_labels(tmp_path / "results" / name, ids, task.labels) == []

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from chid_fixture import make_chid
+from clue import predictions
 from clue.data import load_c3, load_chid, load_cluener, load_cmrc2018
 from clue.registry import CLUENER_TYPES
 from clue.tokenizer import Tokenizer, builtin_vocab
@@ -46,8 +47,11 @@ def link(folder, names):
 
 
 def dev_metric(out, task):
+    """The metric the run logged; its dev predictions, decoded from their saved scores, score its best."""
     state = json.loads((out / "logs" / f"{task}.state.json").read_text())
     assert 0.0 <= state["best"] <= 1.0
+    saved = predictions.load(predictions.scores_path(predictions.dev_path(out / "results", task)))
+    assert saved.score(state["metric"]) == state["best"]
     return state["metric"]
 
 

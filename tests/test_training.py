@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from clue import demo, training
+from clue import demo, optimizers, training
 from clue.heads import Pooling
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,9 +140,13 @@ class Args:
 
 def test_optimizers():
     adafactor = training.make_optimizer(Args(optimizer="adafactor"), 100)
-    assert isinstance(adafactor, keras.optimizers.Adafactor) and not adafactor.gradient_accumulation_steps
+    assert isinstance(adafactor, optimizers.AdaFactor) and adafactor.grad_accum_steps == 1
+    assert float(adafactor.learning_rate) == pytest.approx(1e-3) and adafactor.beta1 == 0.9
+    accumulating = training.make_optimizer(Args(optimizer="adafactor", grad_accum=2), 100)
+    # bert4keras's accumulation, not Keras's
+    assert accumulating.grad_accum_steps == 2 and not accumulating.gradient_accumulation_steps
     adamw = training.make_optimizer(Args(optimizer="adamw", grad_accum=4), 100)
-    assert isinstance(adamw, keras.optimizers.AdamW) and adamw.gradient_accumulation_steps == 4
+    assert isinstance(adamw, optimizers.AdamW) and adamw.gradient_accumulation_steps == 4
     assert adamw._learning_rate.warmup_steps == 10
 
 

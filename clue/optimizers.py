@@ -1,0 +1,168 @@
+"""The optimizers the task scripts train with: bert4keras's AdaFactor (the baselines'), and AdamW.
+
+    AdaFactor(learning_rate=5e-4, grad_accum_steps=2)   # CLUE-bert4keras's optimizer2 (AdaFactorG)
+
+``AdaFactor`` is bert4keras 0.11.5's AdaFactor as the CLUE-bert4keras scripts configure it
+(``AdaFactor(learning_rate=5e-4, beta1=0.9, min_dim_size_to_factor=10**6)``), with ``grad_accum_steps=N``
+its ``extend_with_gradient_accumulation``. Keras 3's own Adafactor is another algorithm (no momentum,
+every matrix factored, another step count under accumulation), hence our own; it is written in
+``keras.ops`` only, so it runs on TensorFlow, JAX and PyTorch. tests/test_optimizers.py trains the same
+model with bert4keras's and ours and compares the weights.
+
+Both optimizers here add up TensorFlow's sparse embedding gradients (one ``tf.IndexedSlices`` row per token
+looked up) before using them: Keras's optimizers square those rows one by one, so a token that occurs
+twice in a batch gets g1^2 + g2^2 in its second moment instead of (g1 + g2)^2.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def dense_gradient(gradient):
+    """``gradient`` as a dense tensor: rows of a TensorFlow IndexedSlices at the same index summed."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if isinstance(gradient, tf.IndexedSlices):
+            return tf.convert_to_tensor(gradient)
+    return gradient
+
+
+class DenseGradients:
+    """Mixin for a Keras optimizer: gradients go in dense (``dense_gradient``), on every backend's path."""
+
+    def apply(self, grads, trainable_variables=None):
+        return super().apply([dense_gradient(g) for g in grads], trainable_variables)
+
+
+@keras.saving.register_keras_serializable(package="clue")
+class AdamW(DenseGradients, keras.optimizers.AdamW):
+    """Keras's AdamW, given dense gradients (see the module's docstring)."""
+
+
+@keras.saving.register_keras_serializable(package="clue")
+class AdaFactor(DenseGradients, keras.optimizers.Optimizer):
+    """bert4keras 0.11.5's AdaFactor; defaults as the CLUE-bert4keras scripts set it.
+
+    Per weight w with gradient g, at step t (batches seen, this one included):
+        v = beta2 v + (1 - beta2) (g^2 + epsilon1),   beta2 = 1 - t^-0.8
+        u = g / sqrt(v + epsilon1);  u /= max(1, rms(u) / clipping_threshold)
+        m = beta1 m + (1 - beta1) u                    (no bias correction)
+        w -= learning_rate * m * max(rms(w), epsilon2)  (multiply_by_parameter_scale)
+    v is factored into row and column means (vr, vc) for weights whose second-largest dimension reaches
+    ``min_dim_size_to_factor`` (none in BERT-base at 10**6).
+
+    ``grad_accum_steps=N > 1`` is bert4keras's gradient accumulation, not Keras's: t still counts batches;
+    at every batch whose index (from 0) is a multiple of N the update uses the mean of the gradients summed
+    since the last update (at batch 0, nothing: zeros, which moves no weight), and the current batch's
+    gradient starts the next sum. So the gradients of batches 0..N-1 are applied at batch N, and those of
+    the batches after the last multiple of N are never applied. All state, sums included, is in
+    ``variables``, so a Keras backup resumes exactly.
+    """
+
+    def __init__(self, learning_rate=5e-4, beta1=0.9, epsilon1=1e-30, epsilon2=1e-3,
+                 multiply_by_parameter_scale=True, clipping_threshold=1.0, min_dim_size_to_factor=10**6,
+                 grad_accum_steps=1, name="adafactor", **kwargs):
+        if kwargs.get("gradient_accumulation_steps"):
+            raise ValueError("AdaFactor accumulates as bert4keras does: pass grad_accum_steps, not Keras's "
+                             "gradient_accumulation_steps (which counts steps otherwise)")
+        if int(grad_accum_steps) < 1:
+            raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}")
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.beta1, self.epsilon1, self.epsilon2 = float(beta1), float(epsilon1), float(epsilon2)
+        self.multiply_by_parameter_scale = bool(multiply_by_parameter_scale)
+        self.clipping_threshold = None if clipping_threshold is None else float(clipping_threshold)
+        self.min_dim_size_to_factor = int(min_dim_size_to_factor)
+        self.grad_accum_steps = int(grad_accum_steps)
+
+    def factored_axes(self, shape):
+        """(axis averaged for vr, axis averaged for vc) when ``shape`` is factored, else None: vr keeps the
+        second-largest dimension, vc the largest (ties broken as numpy's argpartition, as bert4keras)."""
+        if len(shape) < 2:
+            return None
+        order = np.argpartition(np.array(shape), -2)
+        largest, second = int(order[-1]), int(order[-2])
+        if shape[second] < self.min_dim_size_to_factor:
+            return None
+        return largest, second
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._momentums = self.add_optimizer_variables(var_list, "momentum") if self.beta1 > 0 else None
+        self._second_moments = []   # per variable: (v,) or (vr, vc)
+        for variable in var_list:
+            axes = self.factored_axes(tuple(variable.shape))
+            if axes is None:
+                self._second_moments.append((self.add_variable_from_reference(variable, "velocity"),))
+                continue
+            moments = []
+            for axis, part in zip(axes, ("row", "column")):
+                shape = list(variable.shape)
+                shape[axis] = 1
+                moments.append(self.add_variable(shape, dtype=variable.dtype,
+                                                 name=f"{variable.name}_velocity_{part}"))
+            self._second_moments.append(tuple(moments))
+        self._gradient_sums = (self.add_optimizer_variables(var_list, "gradient_sum")
+                               if self.grad_accum_steps > 1 else None)
+
+    def update_step(self, gradient, variable, learning_rate):
+        index = self._get_variable_index(variable)
+        dtype = variable.dtype
+        gradient = ops.cast(gradient, dtype)
+        steps = self.grad_accum_steps
+        if steps > 1:
+            total = self._gradient_sums[index]
+            due = ops.equal(ops.mod(self.iterations, steps), 0)
+            grad = ops.divide(total, steps)
+
+            def assign(state, value):   # state moves only on a due batch
+                value = ops.where(due, value, ops.convert_to_tensor(state))
+                self.assign(state, value)
+                return value
+        else:
+            grad = gradient
+
+            def assign(state, value):
+                self.assign(state, value)
+                return value
+
+        t = ops.cast(self.iterations + 1, dtype)
+        beta2 = ops.subtract(1.0, ops.power(t, -0.8))
+        keep, take = beta2, ops.subtract(1.0, beta2)
+        g2 = ops.add(ops.square(grad), self.epsilon1)
+        moments = self._second_moments[index]
+        if len(moments) == 1:
+            v = assign(moments[0], ops.add(ops.multiply(keep, moments[0]), ops.multiply(take, g2)))
+        else:
+            row_axis, column_axis = self.factored_axes(tuple(variable.shape))
+            vr = assign(moments[0], ops.add(ops.multiply(keep, moments[0]),
+                                            ops.multiply(take, ops.mean(g2, axis=row_axis, keepdims=True))))
+            vc = assign(moments[1], ops.add(ops.multiply(keep, moments[1]),
+                                            ops.multiply(take, ops.mean(g2, axis=column_axis, keepdims=True))))
+            v = ops.divide(ops.multiply(vr, vc), ops.mean(vr, axis=column_axis, keepdims=True))
+        update = ops.divide(grad, ops.sqrt(ops.add(v, self.epsilon1)))
+        if self.clipping_threshold is not None:
+            update = ops.divide(update, ops.maximum(1.0, ops.divide(rms(update), self.clipping_threshold)))
+        if self.beta1 > 0:
+            m = self._momentums[index]
+            update = assign(m, ops.add(ops.multiply(self.beta1, m), ops.multiply(1.0 - self.beta1, update)))
+        if self.multiply_by_parameter_scale:
+            update = ops.multiply(update, ops.maximum(rms(variable), self.epsilon2))
+        assign(variable, ops.subtract(variable, ops.multiply(ops.cast(learning_rate, dtype), update)))
+        if steps > 1:
+            self.assign(total, ops.where(due, gradient, ops.add(ops.convert_to_tensor(total), gradient)))
+
+    def get_config(self):
+        return {**super().get_config(), "beta1": self.beta1, "epsilon1": self.epsilon1,
+                "epsilon2": self.epsilon2, "multiply_by_parameter_scale": self.multiply_by_parameter_scale,
+                "clipping_threshold": self.clipping_threshold,
+                "min_dim_size_to_factor": self.min_dim_size_to_factor,
+                "grad_accum_steps": self.grad_accum_steps}
+
+
+def rms(x):
+    """Root mean square over all elements."""
+    return ops.sqrt(ops.mean(ops.square(x)))
