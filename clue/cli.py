@@ -118,7 +118,7 @@ class Run:
             found = records[_key(self.files[split])] = self.task.read(self.files[split])
             if not found:
                 raise DataError(self.files[split][0], None, f"no {self.task.name} {split} records")
-        for test, _ in self.outputs():
+        for test, _ in ([] if self.args.mode == "eval" else self.test_outputs):
             found = records[_key(test)] = self.task.read(test)
             seen = set()
             for record in found:
