@@ -13,6 +13,7 @@ import sys
 import keras
 import numpy as np
 
+from clue import interrupt
 from clue.tokenizer import truncate_lengths
 
 BUCKET = 50   # bucket within windows of 50 batches (as transformers' group_by_length): less padding
@@ -140,6 +141,7 @@ def predict(model, batches, reduce=None, verbose=0):
     progress = keras.utils.Progbar(len(batches), file=sys.stdout) if verbose else None
     outputs = []
     for i in range(len(batches)):
+        interrupt.check()
         out = np.asarray(model.predict_on_batch(batches[i][0]))
         outputs.append([reduce(row) for row in out] if reduce else out)
         if progress:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from clue import demo, registry
-from clue.paths import MissingPathError, OutputDirs, data_root, find_task_dir
+from clue.paths import MissingPathError, OutputBusyError, OutputDirs, data_root, find_task_dir, lock_task
 from clue.presets import preset_names, resolve_model
 
 DEFAULT_MODEL = "bert-base"
@@ -82,10 +82,12 @@ class Run:
 
         self.task, self.args, self.task_dir, self.demo = task, args, Path(task_dir), demo_banner is not None
         self.dirs = OutputDirs(args.output_dir).make()
+        lock_task(self.dirs, task.name)   # one run per task and output folder
         self.weights_path = self.dirs.weights / f"{task.name}.weights.h5"
         self.files = task.find_files(self.task_dir)
         self.test_outputs = task.test_outputs(self.task_dir)
         self._check_files()
+        self._records = self._read_all()
         self.spec = resolve_model(args.model, args.model_dir)
         vocab = self.spec.vocab_path or builtin_vocab()
         self.tokenizer = Tokenizer(str(vocab) if isinstance(vocab, Path) else vocab, self.spec.do_lower_case)
@@ -106,6 +108,25 @@ class Run:
                 raise MissingPathError(message)
             print(f"warning: {message}; no submission file will be written", file=sys.stderr)
 
+    def _read_all(self):
+        """Every file this run reads, read and checked now, before any training: a bad line in a test file
+        costs seconds, not the run. An empty train or dev split and duplicate test ids are errors."""
+        from clue.data import DataError
+
+        records = {}
+        for split in NEEDS[self.args.mode]:
+            found = records[_key(self.files[split])] = self.task.read(self.files[split])
+            if not found:
+                raise DataError(self.files[split][0], None, f"no {self.task.name} {split} records")
+        for test, _ in ([] if self.args.mode == "eval" else self.test_outputs):
+            found = records[_key(test)] = self.task.read(test)
+            seen = set()
+            for record in found:
+                if record["id"] in seen:
+                    raise DataError(test[0], None, f"test id {record['id']!r} appears more than once")
+                seen.add(record["id"])
+        return records
+
     def read(self, split):
         """The records of ``split`` ("train", "dev") or of a test file (its parts), read as the registry
         says, at most --limit of them; [] for a split this --mode does not read (--mode predict needs no
@@ -114,7 +135,8 @@ class Run:
             if split not in NEEDS[self.args.mode]:
                 return []
             split = self.files[split]
-        return self.task.read(split)[:self.args.limit]
+        records = self._records.get(_key(split))
+        return (records if records is not None else self.task.read(split))[:self.args.limit]
 
     def outputs(self):
         """[(split, prediction file)] to predict with the best weights: "dev" first (results/dev/, for the
@@ -129,6 +151,10 @@ class Run:
         from clue.models import build_from_spec
 
         return build_from_spec(self.spec, self.tokenizer.vocab_size, seed=self.args.seed, **options)
+
+
+def _key(files):
+    return tuple(str(f) for f in ([files] if isinstance(files, (str, Path)) else files))
 
 
 def explicit_flags(parser, argv):
@@ -191,10 +217,17 @@ def start(task_name, argv=None):
 def run(main):
     """Run a task script's ``main``: a missing path, bad data or a bad checkpoint ends with its message
     (naming the file and line or variable) and exit status 1, not a traceback."""
+    from clue import interrupt
     from clue.checkpoints import CheckpointError
     from clue.data import DataError
 
+    interrupt.install()
     try:
         main()
-    except (MissingPathError, DataError, CheckpointError) as err:
+    except (interrupt.Interrupted, KeyboardInterrupt) as err:
+        epoch = getattr(err, "epoch", None)
+        where = f" at epoch {epoch}" if epoch else ""
+        print(f"interrupted{where}; rerun with --resume to continue", file=sys.stderr, flush=True)
+        sys.exit(130)
+    except (MissingPathError, OutputBusyError, DataError, CheckpointError) as err:
         sys.exit(f"error: {err}")

@@ -7,6 +7,8 @@ Outputs: ``--output-dir`` (default ``.``) with ``results/``, ``weights/`` and ``
 """
 
 import contextlib
+import errno
+import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -58,6 +60,43 @@ def model_root(model_dir=None):
     return None, "neither --model-dir nor $CLUE_MODEL_DIR is set"
 
 
+class OutputBusyError(RuntimeError):
+    """Another live process is running the same task into the same output folder."""
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK   # what open() would give; mkstemp's 0600 would hide results from others
+_held_locks = {}              # lock path -> open file, held until this process ends
+
+
+def lock_task(dirs, task):
+    """Hold ``logs/<task>.lock`` for the rest of this process, or raise OutputBusyError naming the pid that
+    holds it. ``flock`` is dropped by the kernel when its process dies, so a killed run never blocks the next
+    one; a second run in the same process (tests, notebooks) reuses the lock it already holds."""
+    path = (Path(dirs.logs) / f"{task}.lock").resolve()
+    if path in _held_locks:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise OutputBusyError(f"{path}: another run of {task} (pid {holder}) is writing into "
+                              f"{dirs.root}; wait for it to end or use another --output-dir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    _held_locks[path] = f
+    return path
+
+
 class OutputDirs:
     """``<output-dir>/results`` (submission files), ``weights`` (checkpoints) and ``logs``."""
 
@@ -81,6 +120,7 @@ def atomic_path(path, suffix=".tmp"):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -21,6 +21,7 @@ ensemble with --ensemble) go to ``results/``. At the end ``results/summary.json`
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -82,6 +83,15 @@ def decide(task, flags, dirs, force=False):
     return "fresh", f"the earlier run ended {record.get('status')} before its first epoch"
 
 
+def stop_when_parent_dies():
+    """In the task's process: SIGTERM it when run_clue dies, even by SIGKILL (Linux), so no orphan keeps
+    writing the output folder."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+
+
 def run_task(task, flags, dirs, resume, echo=True):
     """Run one task script, its output shown and written to logs/<task>.out; returns the exit code."""
     dirs.make()
@@ -95,20 +105,31 @@ def run_task(task, flags, dirs, resume, echo=True):
     with open(dirs.logs / f"{task.name}.out", "a", encoding="utf-8") as log:
         log.write(f"\n$ {' '.join(command)}\n")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                   preexec_fn=stop_when_parent_dies)
+        received = []
+
+        def forward(signum, frame):   # the task stops at a safe point; we wait for it (no orphan)
+            received.append(signum)
+            process.send_signal(signum)
+
+        before = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             for chunk in iter(lambda: process.stdout.read1(1 << 14), b""):
                 text = chunk.decode("utf-8", errors="replace")
                 log.write(text)
+                log.flush()
                 if echo:
                     sys.stdout.write(text)
                     sys.stdout.flush()
             code = process.wait()
-        except KeyboardInterrupt:
-            process.wait()
+        finally:
+            for s, handler in before.items():
+                signal.signal(s, handler)
+        if received:
             record.update(status="interrupted", wall_s=round(time.time() - start, 1))
             write_atomic(record_path, json.dumps(record, indent=1) + "\n")
-            raise
+            raise KeyboardInterrupt
     record.update(status="done" if code == 0 else "failed", returncode=code,
                   wall_s=round(time.time() - start, 1), finished=time.strftime("%Y-%m-%d %H:%M:%S"),
                   outputs=[n for n in predictions.file_names(task) if (dirs.results / n).is_file()])

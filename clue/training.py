@@ -18,6 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from clue import interrupt
 from clue.optimizers import AdaFactor, AdamW
 from clue.paths import atomic_path, write_atomic
 
@@ -69,6 +70,18 @@ class EpochSeeds(keras.callbacks.Callback):
         for i, state in enumerate(states):
             value = np.random.SeedSequence([self.seed, epoch, i]).generate_state(1)[0] % 2**31
             state.assign(np.array([value, 0]).astype(state.dtype))
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """After each batch, stop with ``interrupt.Interrupted`` when SIGINT/SIGTERM came: raised (not
+    ``stop_training``) so that the unfinished epoch is neither scored nor backed up."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        interrupt.check(epoch + 1)
+
+    def on_train_batch_end(self, batch, logs=None):
+        interrupt.check(self.epoch + 1)
 
 
 class BestOnDev(keras.callbacks.Callback):
@@ -132,6 +145,33 @@ def drop_unfinished_first_backup(backup):
         shutil.rmtree(backup)
 
 
+def readable(path):
+    """True when the backup file ``path`` opens (JSON metadata parses, an HDF5 weights file opens)."""
+    try:
+        if path.suffix == ".json" or path.name.endswith(".json.bkp"):
+            json.loads(path.read_text(encoding="utf-8"))
+        else:
+            import h5py
+
+            h5py.File(path, "r").close()
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def fall_back_to_previous_backup(backup):
+    """When a file of the latest backup is unreadable (a full disk, a kill mid-write) and Keras's previous
+    copy (``.bkp``, double_checkpoint) is whole, put the previous copy back: resume repeats one more epoch
+    instead of failing on it."""
+    latest = [backup / "training_metadata.json", backup / "latest.weights.h5"]
+    previous = [p.with_name(p.name + ".bkp") for p in latest]
+    if all(p.exists() for p in latest) and not all(readable(p) for p in latest) \
+            and all(p.exists() and readable(p) for p in previous):
+        print(f"{backup}: the latest backup is unreadable; resuming from the previous one", flush=True)
+        for old, new in zip(previous, latest):
+            shutil.copyfile(old, new)
+
+
 # Flags a resumed run must share with the run it continues (--epochs may grow).
 RESUME_FLAGS = ("model", "optimizer", "lr", "warmup", "weight_decay", "batch_size", "grad_accum", "maxlen",
                 "mixed_precision", "pooling", "second_segment", "limit", "seed")
@@ -171,6 +211,7 @@ def fit(model, train, evaluate, run, *, loss):
     if args.resume:
         check_resume_flags(state_path, flags)
         drop_unfinished_first_backup(backup)
+        fall_back_to_previous_backup(backup)
         where = "the last finished epoch" if backup.is_dir() else "scratch (no backup found)"
         print(f"{name}: resuming from {where} in {backup}", flush=True)
     else:   # a fresh run: forget any earlier interrupted one
@@ -182,6 +223,7 @@ def fit(model, train, evaluate, run, *, loss):
     model.optimizer.build(model.trainable_variables)
     best = BestOnDev(evaluate, metric, run.weights_path, state_path, resume=args.resume, flags=flags)
     callbacks = [
+        StopOnSignal(),
         EpochSeeds(train, args.seed),
         best,
         # double_checkpoint: a kill while the backup is written leaves the previous epoch's copy to resume from
