@@ -116,6 +116,13 @@ class Predictions:
     def __len__(self):
         return len(self.meta["ids"])
 
+    @classmethod
+    def average(cls, runs):
+        """The runs' score arrays averaged element by element (probabilities; kinds whose scores do not
+        average that way override this)."""
+        return cls(runs[0].meta, **{name: mean([getattr(r, name) for r in runs]).astype(np.float32)
+                                    for name in cls.arrays})
+
 
 class Labels(Predictions):
     """One label per example: the most probable of ``classes``."""
@@ -133,10 +140,6 @@ class Labels(Predictions):
 
     def write_file(self, path, labels):
         submission.write_labels(path, self.meta["ids"], labels)
-
-    @classmethod
-    def average(cls, runs):
-        return cls(runs[0].meta, probs=mean([r.probs for r in runs]).astype(np.float32))
 
 
 class Assignment(Predictions):
@@ -157,10 +160,6 @@ class Assignment(Predictions):
 
     def write_file(self, path, picks):
         submission.write_object(path, dict(zip(self.meta["ids"], picks)))
-
-    @classmethod
-    def average(cls, runs):
-        return cls(runs[0].meta, probs=mean([r.probs for r in runs]).astype(np.float32))
 
 
 class Answers(Predictions):
