@@ -1,3 +1,26 @@
 """clue: CLUE (Chinese GLUE) baselines on Keras 3, numerically equal to bert4keras 0.11.5."""
 
+import importlib.util
+import sys
+
 __version__ = "0.1.0"
+
+# The modules that import Keras, themselves or through another (and with it TensorFlow: seconds), load on
+# first use, not at `from clue import training`, so that `tasks/<task>.py --help` and bad flags answer at once.
+# (The standard library's LazyLoader does exactly this; the task scripts keep their plain imports.)
+KERAS_MODULES = frozenset({"batching", "heads", "layers", "models", "multiple_choice", "ner", "optimizers",
+                           "reading", "training"})
+
+
+def __getattr__(name):
+    if name not in KERAS_MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    full = f"{__name__}.{name}"
+    if full not in sys.modules:
+        spec = importlib.util.find_spec(full)
+        spec.loader = importlib.util.LazyLoader(spec.loader)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[full] = module
+        spec.loader.exec_module(module)
+    globals()[name] = sys.modules[full]
+    return sys.modules[full]

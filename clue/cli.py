@@ -14,10 +14,12 @@ import argparse
 import importlib.util
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from clue import demo, registry
-from clue.paths import MissingPathError, OutputBusyError, OutputDirs, data_root, find_task_dir, lock_task
+from clue.paths import (MissingPathError, OutputBusyError, OutputDirs, WriteError, data_root, find_task_dir,
+                        lock_task)
 from clue.presets import preset_names, resolve_model
 
 DEFAULT_MODEL = "bert-base"
@@ -88,6 +90,7 @@ class Run:
         self.test_outputs = task.test_outputs(self.task_dir)
         self._check_files()
         self._records = self._read_all()
+        self.partial = self._cut_by_limit()
         self.spec = resolve_model(args.model, args.model_dir)
         vocab = self.spec.vocab_path or builtin_vocab()
         self.tokenizer = Tokenizer(str(vocab) if isinstance(vocab, Path) else vocab, self.spec.do_lower_case)
@@ -126,6 +129,18 @@ class Run:
                     raise DataError(test[0], None, f"test id {record['id']!r} appears more than once")
                 seen.add(record["id"])
         return records
+
+    def _cut_by_limit(self):
+        """{file name: [kept, total]} for each file --limit cuts short: this run's scores and leaderboard
+        files cover only part of it, which the state file, the summary and make_submission then say."""
+        limit, cut = self.args.limit, {}
+        for files, records in self._records.items():
+            if limit is not None and len(records) > limit:
+                cut[" + ".join(Path(f).name for f in files)] = [limit, len(records)]
+        if cut:
+            print(f"note: --limit {limit} cuts {', '.join(f'{n} ({t:,} records)' for n, (_, t) in cut.items())}: "
+                  f"this run's scores and leaderboard files are partial", flush=True)
+        return cut
 
     def read(self, split):
         """The records of ``split`` ("train", "dev") or of a test file (its parts), read as the registry
@@ -191,11 +206,38 @@ def wants_demo(task, args):
     return False
 
 
+def import_keras(verbose):
+    """Keras, imported with its backend's start-up log held back unless --verbose 2: TensorFlow's oneDNN,
+    CUDA and CPU-feature lines come from C++ straight to file descriptor 2 (TF_CPP_MIN_LOG_LEVEL no longer
+    hides them), so that descriptor is pointed at a temporary file meanwhile; a failed import shows it all."""
+    if verbose == 2 or "keras" in sys.modules:
+        import keras
+        return keras
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")   # later INFO lines (tf.data's "Memory patch applied")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            import keras
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
+                tf.config.list_physical_devices()   # CUDA is probed (and its failure logged) here
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    return keras
+
+
 def start(task_name, argv=None):
     """Read the flags and set up a run: seeds, precision policy, demo data when nothing is configured."""
-    import keras
-
     task, args = parse_args(task_name, argv)
+    keras = import_keras(args.verbose)
     banner = None
     if wants_demo(task, args):
         folder = task.demo(Path(args.output_dir) / "demo_data" / task.name, seed=args.seed)
@@ -229,5 +271,5 @@ def run(main):
         where = f" at epoch {epoch}" if epoch else ""
         print(f"interrupted{where}; rerun with --resume to continue", file=sys.stderr, flush=True)
         sys.exit(130)
-    except (MissingPathError, OutputBusyError, DataError, CheckpointError) as err:
+    except (MissingPathError, OutputBusyError, WriteError, DataError, CheckpointError) as err:
         sys.exit(f"error: {err}")

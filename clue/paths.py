@@ -10,6 +10,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,26 @@ DEFAULT_DATA_DIR = "datasets"
 
 class MissingPathError(FileNotFoundError):
     """A file or folder the run needs is not there; the message says what was looked for and what to set."""
+
+
+class WriteError(Exception):
+    """An output file could not be written (a full disk, a read-only folder); the message names it and says
+    that the earlier file of that name, if any, is still there."""
+
+
+# errno values that mean "this write failed", as opposed to a failure of whatever the block was reading
+WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
+MARGIN = 16 << 20   # bytes beyond a file's own size that a write must leave free (logs, metadata)
+
+
+def require_free_space(path, needed):
+    """Raise WriteError unless ``path``'s filesystem has room for ``needed`` bytes and the margin. Checked
+    before HDF5 writes: h5py crashes the process (SIGSEGV) on a full disk instead of raising."""
+    folder = next(p for p in Path(path).absolute().parents if p.exists())
+    free = shutil.disk_usage(folder).free
+    if free < needed + MARGIN:
+        raise WriteError(f"{path}: no room to write it ({free / 2**20:,.1f} MiB free on its disk, "
+                         f"{(needed + MARGIN) / 2**20:,.1f} MiB needed); the earlier files are kept")
 
 
 def data_root(data_dir=None):
@@ -118,13 +139,21 @@ def atomic_path(path, suffix=".tmp"):
     removed when it raises, so a crash never leaves half a file. ``suffix`` is for writers that go by the
     name (Keras wants ".weights.h5", matplotlib ".png")."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as err:
+        raise WriteError(f"{path}: cannot be written ({err.strerror or err})") from None
     os.fchmod(fd, FILE_MODE)
     os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno not in WRITE_FAILURES:
+            raise
+        kept = "the earlier file is kept" if path.exists() else "nothing was written"
+        raise WriteError(f"{path}: could not be written ({err.strerror or err}); {kept}") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
 

@@ -7,6 +7,7 @@ test files become which leaderboard files and which submission they belong to, t
 digests, and the defaults of its script's flags.
 """
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,7 +198,10 @@ def get(name):
     for task in TASKS.values():
         if Path(task.script).stem == name:
             return task
-    raise KeyError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+    names = [*TASKS, *(Path(t.script).stem for t in TASKS.values())]
+    close = difflib.get_close_matches(str(name), names, n=1)
+    raise KeyError(f"unknown task {name!r}{f' (did you mean {close[0]}?)' if close else ''}; "
+                   f"known: {', '.join(TASKS)}")
 
 
 def board_files(board):

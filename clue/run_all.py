@@ -320,8 +320,10 @@ def main(argv=None):
                     print(f"== {unit.label()}: {action} ({why})", flush=True)
                     if action != "skip" and run_task(unit.task, unit.flags, unit.dirs, resume=action == "resume",
                                                      echo=not args.quiet) != 0:
-                        failed.append(unit.label())
-                        print(f"== {unit.label()}: FAILED, see {unit.dirs.logs / (name + '.out')}", flush=True)
+                        log = unit.dirs.logs / f"{name}.out"
+                        reason = error_line(log)
+                        failed.append((unit.label(), reason))
+                        print(f"== {unit.label()}: FAILED{': ' + reason if reason else ''} (log: {log})", flush=True)
                     if args.grid:
                         book = ledger(args, runs)
         if args.grid:
@@ -340,7 +342,24 @@ def main(argv=None):
         print(f"wrote {Path(args.output_dir) / 'grid' / 'ledger.md'} (winners: "
               + "; ".join(f"{n}: {grid.folder(c) if c else '-'}" for n, c in result["grid"]["winners"].items()) + ")")
     print(f"wrote {dirs.results / 'summary.json'}, summary.md, dev_scores.png, dev_curves.png")
-    if failed:
-        print(f"failed: {', '.join(failed)} (rerun the same command to resume them; if resuming fails too, "
-              f"--force starts them afresh)")
+    for label, reason in failed:
+        if reason:   # bad input or a missing file: resuming would meet it again
+            print(f"failed: {label}: {reason} (fix that, then rerun the same command)")
+        else:
+            print(f"failed: {label} (see its log; rerun the same command to resume it; if resuming fails too, "
+                  f"--force starts it afresh)")
     return 1 if failed else 0
+
+
+def error_line(log):
+    """The ``error:`` line (how ``cli.run`` reports bad input) of the last run in a task's log, which
+    ``run_task`` appends to after a "$ command" line; None when it died otherwise (a crash, a kill)."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return line.strip()
+        if line.startswith("$ "):
+            return None

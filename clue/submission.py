@@ -73,6 +73,18 @@ def check_lines(path, ids, label_problems):
     return problems
 
 
+MISSING_NAMED = 5   # more missing ids than this are one line: such a short file is usually a --limit run
+
+
+def missing_ids(path, expected, present):
+    """Problems for the ids of ``expected`` not in ``present``: each named when few, else one counted line."""
+    missing = [i for i in expected if i not in present]
+    if len(missing) <= MISSING_NAMED:
+        return [f"{path}: id {i!r} is missing" for i in missing]
+    return [f"{path}: {len(expected) - len(missing):,} of {len(expected):,} ids ({len(missing):,} missing, the "
+            f"first {missing[0]!r}) — a --limit run?"]
+
+
 def _check_ids(path, got, line_numbers, expected):
     problems = []
     counts = {}
@@ -83,7 +95,7 @@ def _check_ids(path, got, line_numbers, expected):
         if i not in expected_set:
             problems.append(f"{path}:{number}: id {i!r} is not in the test file")
     problems += [f"{path}: id {i!r} appears {n} times" for i, n in counts.items() if n > 1]
-    problems += [f"{path}: id {i!r} is missing" for i in expected if i not in counts]
+    problems += missing_ids(path, expected, counts)
     if not problems and got != expected:
         first = next(k for k, (a, b) in enumerate(zip(got, expected)) if a != b)
         problems.append(f"{path}:{line_numbers[first]}: id {got[first]!r} out of order "

@@ -71,7 +71,7 @@ def check_object(path, ids, value_ok, what):
         return problems
     expected = set(ids)
     problems += [f"{path}: id {k!r} is not in the test file" for k in obj if k not in expected]
-    problems += [f"{path}: id {k!r} is missing" for k in ids if k not in obj]
+    problems += submission.missing_ids(path, ids, obj)
     problems += [f"{path}: id {k!r}: {v!r} is not {what(k)}" for k, v in obj.items()
                  if k in expected and not value_ok(k, v)]
     return problems

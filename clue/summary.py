@@ -49,11 +49,13 @@ def dev_curve(task, dirs):
 
 
 def run_summary(task, dirs):
-    """What one run's logs and files say: how it ended, its best dev score (percent), epochs, time."""
+    """What one run's logs and files say: how it ended, its best dev score (percent), epochs, time, and the
+    files its --limit cut short (``partial``: its dev score and leaderboard files cover only part of them)."""
     record = read_json(dirs.logs / f"{task.name}.run.json") or {}
     state = read_json(dirs.logs / f"{task.name}.state.json") or {}
     best = state.get("best")
     return {
+        "partial": state.get("partial") or {},
         "status": record.get("status", "not run"),
         "metric": task.metric,
         "dev": None if best is None else round(100 * best, 2),
@@ -200,6 +202,13 @@ def markdown(summary):
     if show_published:
         cells += [_number(avg["published"]), _signed(avg["difference"])]
     lines.append(_row(cells))
+    partial = {name: next(r["partial"] for r in t["runs"] if r.get("partial")) for name, t in tasks.items()
+               if any(r.get("partial") for r in t["runs"])}
+    if partial:
+        cut = "; ".join(f"{name} ({', '.join(f'{file} {kept:,} of {total:,}' for file, (kept, total) in files.items())})"
+                        for name, files in partial.items())
+        lines += ["", f"**Partial runs** (--limit cut these files): {cut}. Their dev scores and leaderboard "
+                      f"files cover only that part: not for submission."]
     if show_published:
         lines.append("")
         notes = {t["published"]["source_url"] for t in tasks.values() if t["published"]}

@@ -20,7 +20,7 @@ from keras import ops
 
 from clue import interrupt
 from clue.optimizers import AdaFactor, AdamW
-from clue.paths import atomic_path, write_atomic
+from clue.paths import atomic_path, require_free_space, write_atomic
 
 
 @keras.saving.register_keras_serializable(package="clue")
@@ -84,13 +84,31 @@ class StopOnSignal(keras.callbacks.Callback):
         interrupt.check(self.epoch + 1)
 
 
+def nbytes(variables):
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+
+
+class RoomOnDisk(keras.callbacks.Callback):
+    """At each epoch's end, before the best weights and the backup (weights and optimizer state) are written:
+    a disk without room for them stops the run with ``WriteError``, every earlier file left as it was."""
+
+    def __init__(self, backup):
+        super().__init__()
+        self.backup = backup
+
+    def on_epoch_end(self, epoch, logs=None):
+        weights = nbytes(self.model.weights)
+        require_free_space(self.backup / "latest.weights.h5", 2 * weights + nbytes(self.model.optimizer.variables))
+
+
 class BestOnDev(keras.callbacks.Callback):
     """Scores dev after each epoch, keeps the best weights, and records the scores in a state file."""
 
-    def __init__(self, evaluate, metric, weights_path, state_path, resume=False, flags=None):
+    def __init__(self, evaluate, metric, weights_path, state_path, resume=False, flags=None, partial=None):
         super().__init__()
         self.evaluate, self.metric, self.flags = evaluate, metric, flags or {}
         self.weights_path, self.state_path, self.resume = weights_path, state_path, resume
+        self.partial = partial or {}   # the files --limit cut short: {name: [kept, total]}
 
     def on_train_begin(self, logs=None):
         state = {}
@@ -113,7 +131,7 @@ class BestOnDev(keras.callbacks.Callback):
         write_atomic(self.state_path, json.dumps({
             "metric": self.metric, "best": self.best, "best_epoch": self.best_epoch + 1,
             "epochs_done": epoch + 1, "epochs": self.params.get("epochs"), "history": self.history,
-            "flags": self.flags,
+            "flags": self.flags, "partial": self.partial,
         }, indent=1) + "\n")
         print(f"epoch {epoch + 1}: dev {self.metric} {score:.2%} "
               f"(best {self.best:.2%} at epoch {self.best_epoch + 1})", flush=True)
@@ -221,10 +239,12 @@ def fit(model, train, evaluate, run, *, loss):
     # Build the optimizer's slots now, eagerly: left to the first step (TensorFlow), they are created inside
     # the traced train function, which costs seconds per hundred variables and a second trace.
     model.optimizer.build(model.trainable_variables)
-    best = BestOnDev(evaluate, metric, run.weights_path, state_path, resume=args.resume, flags=flags)
+    best = BestOnDev(evaluate, metric, run.weights_path, state_path, resume=args.resume, flags=flags,
+                     partial=run.partial)
     callbacks = [
         StopOnSignal(),
         EpochSeeds(train, args.seed),
+        RoomOnDisk(backup),
         best,
         # double_checkpoint: a kill while the backup is written leaves the previous epoch's copy to resume from
         keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),

@@ -196,4 +196,16 @@ def test_c3_upstream_test_set_is_checked_in_both_parts(tmp_path, clue_data_dir):
     assert submit_check.check_file(path, task, test_files) == []
     path.write_text("".join(json.dumps({"id": i, "label": "0"}) + "\n" for i in ids[:d_questions]))
     problems = submit_check.check_file(path, task, test_files)
-    assert problems == [f"{path}: id {i!r} is missing" for i in ids[d_questions:]]
+    assert problems == [f"{path}: {d_questions:,} of {len(ids):,} ids ({len(ids) - d_questions:,} missing, "
+                        f"the first {ids[d_questions]!r}) — a --limit run?"]
+
+
+def test_a_short_file_from_a_limit_run_is_one_counted_line_not_one_per_id(tmp_path, clue_data_dir):
+    task, test = registry.get("ocnli"), clue_data_dir / "ocnli" / "test.json"
+    ids = [r["id"] for r in task.read(test)]
+    path = tmp_path / "ocnli_50k_predict.json"
+    path.write_text("".join(json.dumps({"id": i, "label": "neutral"}) + "\n" for i in ids[:200]))
+    assert submit_check.check_file(path, task, test) == [
+        f"{path}: 200 of {len(ids):,} ids ({len(ids) - 200:,} missing, the first {ids[200]!r}) — a --limit run?"]
+    path.write_text("".join(json.dumps({"id": i, "label": "neutral"}) + "\n" for i in ids[:-2]))
+    assert submit_check.check_file(path, task, test) == [f"{path}: id {i!r} is missing" for i in ids[-2:]]

@@ -167,7 +167,50 @@ def test_summary_reads_the_logs_of_earlier_runs(tmp_path):
     assert {k: summary["clue_average"][k] for k in ("value", "tasks", "of")} == {"value": 62.5, "tasks": ["csl"],
                                                                                 "of": 9}
     table = (dirs.results / "summary.md").read_text().splitlines()
+    assert not any("Partial" in line for line in table)
     assert "| csl | accuracy | 62.50 | 3 | 3/3 | 12.5 | done |" in table
     assert "| afqmc | accuracy | - | - | - | - | not run |" in table
     assert table[-1].startswith("| **CLUE 1.1 average** (1 of 9 tasks) | | **62.50** |")
     assert (dirs.results / "dev_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_run_cut_short_by_limit_is_marked_partial_in_the_summary(tmp_path):
+    from clue import demo
+
+    data, out = tmp_path / "data", tmp_path / "out"
+    demo.make_afqmc(data / "afqmc", seed=2, sizes={"train": 40, "dev": 16, "test": 24})
+    flags = ["--data-dir", str(data), "--output-dir", str(out), "--model", "tiny", "--epochs", "1",
+             "--maxlen", "32", "--batch-size", "8", "--quiet"]
+    assert run_all.main(["afqmc", *flags, "--limit", "20"]) == 0
+    state = json.loads((out / "logs" / "afqmc.state.json").read_text())
+    assert state["partial"] == {"train.json": [20, 40], "test.json": [20, 24]}   # dev (16) is whole
+    table = (out / "results" / "summary.md").read_text()
+    assert ("**Partial runs** (--limit cut these files): afqmc (train.json 20 of 40, test.json 20 of 24)."
+            in table), table
+    # a --limit no smaller than every file cuts nothing: not partial
+    from clue import cli
+
+    whole = cli.start("afqmc", ["--data-dir", str(data), "--output-dir", str(tmp_path / "whole"), "--model", "tiny",
+                                "--limit", "40"])
+    assert whole.partial == {} and len(whole.read("train")) == 40
+
+
+def test_quiet_run_says_why_a_task_failed_and_not_to_resume_bad_input(tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "afqmc").mkdir(parents=True)   # the folder is there, its files are not
+    code = run_all.main(["afqmc", "--data-dir", str(data), "--output-dir", str(tmp_path / "out"), "--model", "tiny",
+                         "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 1
+    failed = [line for line in out.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1 and failed[0].startswith("failed: afqmc: error: afqmc: no train file in"), out
+    assert failed[0].endswith("(fix that, then rerun the same command)") and "resume" not in failed[0]
+    assert "== afqmc: FAILED: error: afqmc: no train file" in out
+
+
+def test_a_task_name_typo_is_one_line_with_the_close_name(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_all.main(["afqcm", "--model", "tiny"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "did you mean afqmc?" in err[-1] and "Traceback" not in "\n".join(err), err

@@ -82,6 +82,7 @@ def test_sigint_mid_run_stops_cleanly_and_resume_matches_an_uninterrupted_run(tm
     assert last in ("interrupted at epoch 2; rerun with --resume to continue",
                     "interrupted; rerun with --resume to continue"), err[-3000:]
     assert "Traceback" not in err
+    assert "oneDNN" not in err and "InitializeLog" not in err, "TensorFlow's start-up log (only with --verbose 2)"
     assert not (cut / "results" / "afqmc_predict.json").exists()
 
     afqmc.main([*common, "--output-dir", str(cut), "--resume"])
@@ -148,3 +149,75 @@ def test_resume_falls_back_to_the_previous_backup_when_the_latest_is_empty(tmp_p
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert (whole / "results" / "afqmc_predict.json").read_bytes() == \
         (cut / "results" / "afqmc_predict.json").read_bytes()
+
+
+HELP_OF_EACH = """
+import runpy, sys
+for path in sys.argv[1:]:
+    sys.argv = [path, "--help"]
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as stop:
+        assert stop.code in (0, None), (path, stop.code)
+print(sorted(m for m in ("tensorflow", "keras", "jax", "torch") if m in sys.modules))
+"""
+
+
+def test_help_answers_without_importing_a_deep_learning_framework():
+    scripts = [*sorted((REPO / "tasks").glob("*.py")), REPO / "scripts" / "run_clue.py"]
+    proc = subprocess.run([sys.executable, "-c", HELP_OF_EACH, *map(str, scripts)], capture_output=True,
+                          text=True, env=dict(ENV, PYTHONPATH=str(REPO)), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("usage: ") == len(scripts)
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout[-500:]
+
+
+def test_a_full_disk_at_an_epoch_end_is_one_line_and_keeps_the_earlier_files(tmp_path, monkeypatch):
+    """h5py segfaults on a full disk, so the room is checked before the best weights and the backup are
+    written: here the disk 'fills up' after epoch 1, and epoch 2's end must leave epoch 1's files alone."""
+    data = tmp_path / "data"
+    demo.make_afqmc(data / "afqmc", seed=8, sizes={"train": 64, "dev": 32, "test": 8})
+    out = tmp_path / "out"
+    weights = out / "weights"
+    real_usage, calls, kept = paths.shutil.disk_usage, [], {}
+
+    def disk_usage(folder):
+        usage = real_usage(folder)
+        calls.append(folder)
+        if len(calls) == 1:
+            return usage
+        for f in weights.rglob("*"):   # what epoch 1 left, as it is when the disk is full
+            kept[f] = f.read_bytes() if f.is_file() else None
+        return usage._replace(free=1 << 20)
+
+    monkeypatch.setattr(paths.shutil, "disk_usage", disk_usage)
+    with pytest.raises(paths.WriteError, match=r"afqmc_backup/latest\.weights\.h5: no room to write it "
+                                               r"\(1\.0 MiB free on its disk, .* MiB needed\); the earlier files"):
+        afqmc.main(["--data-dir", str(data), "--output-dir", str(out), *FLAGS, "--epochs", "2"])
+    assert len(calls) == 2 and kept, "checked at both epoch ends"
+    assert {f: (f.read_bytes() if f.is_file() else None) for f in weights.rglob("*")} == kept
+    assert any(f.name == "latest.weights.h5" for f in kept) and (weights / "afqmc.weights.h5") in kept
+    assert json.loads((out / "logs" / "afqmc.state.json").read_text())["epochs_done"] == 1
+
+
+def test_a_failed_write_names_the_file_keeps_the_old_one_and_leaves_no_temporary(tmp_path, monkeypatch):
+    from clue import cli
+
+    target = paths.write_atomic(tmp_path / "afqmc_predict.json", '{"id": 0, "label": "1"}\n')
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(paths.os, "fsync", full)
+    with pytest.raises(paths.WriteError) as raised:
+        paths.write_atomic(target, '{"id": 0, "label": "0"}\n')
+    assert str(raised.value) == f"{target}: could not be written (No space left on device); the earlier file is kept"
+    assert target.read_text() == '{"id": 0, "label": "1"}\n' and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+    def main():
+        paths.write_atomic(tmp_path / "new.json", "{}\n")
+
+    with pytest.raises(SystemExit) as stop:
+        cli.run(main)
+    assert stop.value.code == f"error: {tmp_path / 'new.json'}: could not be written (No space left on device); " \
+                              f"nothing was written"
