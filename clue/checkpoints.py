@@ -81,8 +81,31 @@ class TFCheckpoint:
         import tensorflow as tf   # a dependency on every backend; imported only when needed
 
         self.path = path
-        self.reader = tf.train.load_checkpoint(str(path))
+        try:
+            self.reader = tf.train.load_checkpoint(str(path))
+        except tf.errors.OpError as err:
+            raise CheckpointError(f"{path}.index: not a readable TF checkpoint index ({_first_line(err.message)})"
+                                  ) from None
         self.shapes = self.reader.get_variable_to_shape_map()
+        self._check_data_files(self.reader.get_variable_to_dtype_map())
+
+    def _check_data_files(self, dtypes):
+        """The data shards hold at least the bytes the index lists (a truncated download would otherwise
+        fail, or with a GPU read garbage, only when a tensor is read); reads file sizes only."""
+        path = Path(self.path)
+        shards = sorted(path.parent.glob(f"{path.name}.data-*-of-*"))
+        count = int(shards[0].name.rsplit("-of-", 1)[1]) if shards else 1
+        expected = [path.parent / f"{path.name}.data-{i:05d}-of-{count:05d}" for i in range(count)]
+        missing = [str(shard) for shard in expected if not shard.is_file()]
+        if missing:
+            raise CheckpointError(f"{missing[0]}: missing, and {path}.index lists its tensors"
+                                  + (f" ({len(missing)} shards missing)" if len(missing) > 1 else ""))
+        needed = sum(dtypes[name].size * int(np.prod(shape)) for name, shape in self.shapes.items())
+        size = sum(shard.stat().st_size for shard in expected)
+        if size < needed:
+            files = expected[0] if count == 1 else f"{path}.data-*-of-{count:05d}"
+            raise CheckpointError(f"{files}: truncated: {size:,} bytes, but {path}.index lists {needed:,} bytes "
+                                  f"of tensors (an interrupted download or copy?)")
 
     def describe(self, name):
         return repr(name)
@@ -91,7 +114,18 @@ class TFCheckpoint:
         return tuple(self.shapes[name]) if name in self.shapes else None
 
     def get(self, name):
-        return self.reader.get_tensor(name)
+        import tensorflow as tf
+
+        try:
+            return self.reader.get_tensor(name)
+        except (tf.errors.OpError, IndexError) as err:   # a corrupt data shard
+            message = err.message if isinstance(err, tf.errors.OpError) else str(err)
+            raise CheckpointError(f"{self.path}: cannot read variable {name!r} from its data file "
+                                  f"({_first_line(message)})") from None
+
+
+def _first_line(text):
+    return str(text).strip().splitlines()[0] if str(text).strip() else "no message"
 
 
 def hf_name(tf_name):
@@ -115,10 +149,14 @@ class SafetensorsCheckpoint:
     PREFIXES = ("bert.", "roformer.")
 
     def __init__(self, path):
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         self.path = path
-        self.file = safe_open(str(path), framework="np")
+        try:
+            self.file = safe_open(str(path), framework="np")
+        except SafetensorError as err:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({err}; truncated, or not "
+                                  f"safetensors?)") from None
         self.keys = {}
         for key in self.file.keys():
             short = next((key[len(p):] for p in self.PREFIXES if key.startswith(p)), key)
@@ -184,6 +222,24 @@ def open_checkpoint(path):
         raise CheckpointError(f"{path}: no TF checkpoint here (looked for {path}.index); expected a TF "
                               f"checkpoint prefix, *.safetensors or *.weights.h5")
     return TFCheckpoint(path)
+
+
+def count_layers(reader):
+    """How many encoder layers a TF / safetensors checkpoint holds (layer_0, layer_1, ... in a row)."""
+    layers = 0
+    while reader.shape(f"bert/encoder/layer_{layers}/attention/self/query/kernel") is not None:
+        layers += 1
+    return layers
+
+
+def stored_sizes(path):
+    """(word-embedding rows or None, encoder layers) of a TF / safetensors checkpoint, read from its index or
+    header only; None for a .weights.h5 (Keras checks its own layout when loading)."""
+    if str(path).endswith(".h5"):
+        return None
+    reader = open_checkpoint(path)
+    word = reader.shape("bert/embeddings/word_embeddings")
+    return (word[0] if word else None), count_layers(reader)
 
 
 def load_weights(model, path):

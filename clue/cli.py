@@ -94,6 +94,9 @@ class Run:
         self.spec = resolve_model(args.model, args.model_dir)
         vocab = self.spec.vocab_path or builtin_vocab()
         self.tokenizer = Tokenizer(str(vocab) if isinstance(vocab, Path) else vocab, self.spec.do_lower_case)
+        from clue.models import spec_config
+
+        spec_config(self.spec, self.tokenizer.vocab_size)   # config, vocabulary and checkpoint agree
 
     def _check_files(self):
         """Fail before any training when a file this mode needs is missing."""
@@ -257,11 +260,13 @@ def start(task_name, argv=None):
 
 
 def run(main):
-    """Run a task script's ``main``: a missing path, bad data or a bad checkpoint ends with its message
-    (naming the file and line or variable) and exit status 1, not a traceback."""
+    """Run a task script's ``main``: a missing path, bad data, a bad preset, config, vocabulary or checkpoint
+    ends with its message (naming the file and line, key or variable) and exit status 1, not a traceback."""
     from clue import interrupt
     from clue.checkpoints import CheckpointError
     from clue.data import DataError
+    from clue.presets import ConfigError
+    from clue.tokenizer import VocabError
 
     interrupt.install()
     try:
@@ -271,5 +276,6 @@ def run(main):
         where = f" at epoch {epoch}" if epoch else ""
         print(f"interrupted{where}; rerun with --resume to continue", file=sys.stderr, flush=True)
         sys.exit(130)
-    except (MissingPathError, OutputBusyError, WriteError, DataError, CheckpointError) as err:
+    except (MissingPathError, OutputBusyError, WriteError, DataError, CheckpointError, ConfigError,
+            VocabError) as err:
         sys.exit(f"error: {err}")

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from clue.checkpoints import (CheckpointError, SafetensorsCheckpoint, TFCheckpoint, hf_name, load_weights,
-                              open_checkpoint, variable_names)
+from clue.checkpoints import (CheckpointError, SafetensorsCheckpoint, TFCheckpoint, count_layers, hf_name,
+                              load_weights, open_checkpoint, variable_names)
 from clue.models import FAMILIES, REQUIRED, build_transformer_model, family_of
+from clue.presets import read_json
 
 # Config entries no weight shape records: a config must give them (conversion does not need them).
 NOT_IN_WEIGHTS = ("num_attention_heads", "hidden_act")
@@ -73,10 +74,7 @@ def infer_config(reader):
     positions = shape("bert/embeddings/position_embeddings")
     if positions is not None:
         config["max_position_embeddings"] = positions[0]
-    layers = 0
-    while shape(f"bert/encoder/layer_{layers}/attention/self/query/kernel") is not None:
-        layers += 1
-    config["num_hidden_layers"] = layers
+    layers = config["num_hidden_layers"] = count_layers(reader)
     if layers:
         config["intermediate_size"] = shape("bert/encoder/layer_0/intermediate/dense/kernel")[1]
     biased = shape("bert/encoder/layer_0/attention/self/query/bias") is not None
@@ -86,12 +84,7 @@ def infer_config(reader):
 
 
 def _read_config(config_path):
-    if config_path is None:
-        return {}
-    try:
-        return json.loads(Path(config_path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_path}:{err.lineno}: not valid JSON: {err.msg}") from None
+    return {} if config_path is None else read_json(config_path)
 
 
 def config_gaps(inferred, config, config_path):

@@ -7,15 +7,15 @@ The three families differ in a few switches (``FAMILIES``); the layer names are 
 habits written for it carry over (``model.get_layer("Transformer-11-FeedForward-Norm")``).
 """
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
+from numbers import Real
 
 import keras
 
-from clue.checkpoints import load_weights
+from clue.checkpoints import CheckpointError, load_weights, stored_sizes
 from clue.layers import (Bias, FeedForward, LayerNorm, PaddingMask, PositionEmbedding, SelfAttention,
                          TokenEmbedding, activation, kernel_initializer)
+from clue.presets import ConfigError, read_json
 
 __all__ = ["FAMILIES", "EncoderConfig", "build_transformer_model", "build_from_spec", "kernel_initializer"]
 
@@ -49,27 +49,48 @@ class EncoderConfig:
 def family_of(model):
     name = ALIASES.get(str(model).lower(), str(model).lower())
     if name not in FAMILIES:
-        raise ValueError(f"unknown model family {model!r}: expected one of {', '.join(FAMILIES)}")
+        raise ConfigError(f"unknown model family {model!r}: expected one of {', '.join(FAMILIES)}")
     return name
 
 
-def read_config(config_path=None, config=None):
-    """The encoder config: ``config_path`` (bert_config.json) updated by the ``config`` dict."""
-    merged = {}
-    if config_path is not None:
-        try:
-            merged.update(json.loads(Path(config_path).read_text(encoding="utf-8")))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{config_path}:{err.lineno}: not valid JSON: {err.msg}") from None
+# The entries the builder reads beyond REQUIRED; any other key (HF's model_type, pooler_*, directionality,
+# ...) is left alone, as bert4keras does.
+OPTIONAL_SIZES = ("type_vocab_size", "max_position_embeddings", "attention_head_size", "embedding_size")
+RATES = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+
+
+def read_config(config_path=None, config=None, source=None):
+    """The encoder config: ``config_path`` (bert_config.json) updated by the ``config`` dict, whose file
+    ``source`` names in messages. The entries the builder reads are checked (present, of their type); a
+    ConfigError names the file and the key."""
+    merged = read_json(config_path) if config_path is not None else {}
     merged.update(config or {})
+    where = config_path or source or "the config dict"
     missing = [key for key in REQUIRED if merged.get(key) is None]
     if missing:
-        where = config_path or "the config dict"
-        raise ValueError(f"{where}: missing {', '.join(missing)}")
+        raise ConfigError(f"{where}: missing {', '.join(missing)}")
+    for key in REQUIRED + tuple(k for k in OPTIONAL_SIZES if k in merged):
+        value = merged[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
+    for key in RATES:
+        value = merged.get(key, 0.0)
+        if not _is_number(value) or not 0 <= value < 1:
+            raise ConfigError(f"{where}: {key} must be a number from 0 to below 1, got {value!r}")
+    if not _is_number(merged.get("initializer_range", 0.02)) or merged.get("initializer_range", 0.02) <= 0:
+        raise ConfigError(f"{where}: initializer_range must be a positive number, got {merged['initializer_range']!r}")
+    try:
+        activation(merged.get("hidden_act", "gelu"))
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from None
     if merged.get("embedding_size", merged["hidden_size"]) != merged["hidden_size"]:
-        raise ValueError(f"{config_path or 'config'}: embedding_size != hidden_size (ALBERT-style factorised "
-                         "embeddings) is not supported")
+        raise ConfigError(f"{where}: embedding_size != hidden_size (ALBERT-style factorised "
+                          "embeddings) is not supported")
     return merged
+
+
+def _is_number(value):
+    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 def build_transformer_model(config_path=None, checkpoint_path=None, model="bert", with_mlm=False, config=None,
@@ -166,10 +187,38 @@ def build_transformer_model(config_path=None, checkpoint_path=None, model="bert"
     return model
 
 
-def build_from_spec(spec, vocab_size, **options):
-    """Build the encoder a ``clue.presets.ModelSpec`` describes; ``vocab_size`` fills an inline config
-    without one (the tokenizer's vocabulary). Loads ``spec.checkpoint_path`` when set."""
+def spec_config(spec, vocab_size):
+    """The checked encoder config of a ``clue.presets.ModelSpec`` (``vocab_size``, the tokenizer's, fills an
+    inline config without one), read before anything is built: the vocabulary must fit the embeddings, and
+    the checkpoint must have one word-embedding row per token and as many layers as the config. Errors name
+    both files and both sizes."""
     config = dict(spec.config)
     config.setdefault("vocab_size", vocab_size)
-    return build_transformer_model(config=config, checkpoint_path=spec.checkpoint_path, model=spec.family,
-                                   **options)
+    where = spec.config_path or spec.preset_path or "the config"
+    config = read_config(config=config, source=where)
+    vocab = spec.vocab_path or "the built-in vocabulary"
+    sizes = stored_sizes(spec.checkpoint_path) if spec.checkpoint_path is not None else None
+    if sizes is None:
+        if vocab_size > config["vocab_size"]:
+            raise ConfigError(f"{vocab}: {vocab_size} tokens, but {where} gives vocab_size {config['vocab_size']}"
+                              f": the ids past it have no embedding")
+        return config
+    rows, layers = sizes
+    checkpoint = spec.checkpoint_path
+    if rows is not None and vocab_size != rows:
+        raise CheckpointError(f"{vocab}: {vocab_size} tokens, but the word embeddings of {checkpoint} have {rows} "
+                              f"rows: the vocabulary and the checkpoint are not of the same model")
+    if rows is not None and config["vocab_size"] != rows:
+        raise CheckpointError(f"{where}: vocab_size {config['vocab_size']}, but the word embeddings of "
+                              f"{checkpoint} have {rows} rows")
+    if config["num_hidden_layers"] != layers:
+        raise CheckpointError(f"{where}: num_hidden_layers {config['num_hidden_layers']}, but {checkpoint} holds "
+                              f"{layers} layers")
+    return config
+
+
+def build_from_spec(spec, vocab_size, **options):
+    """Build the encoder a ``clue.presets.ModelSpec`` describes, once ``spec_config`` has checked it;
+    ``vocab_size`` is the tokenizer's. Loads ``spec.checkpoint_path`` when set."""
+    return build_transformer_model(config=spec_config(spec, vocab_size), checkpoint_path=spec.checkpoint_path,
+                                   model=spec.family, **options)

@@ -5,6 +5,7 @@ either carries its encoder config inline and is randomly initialised (``tiny``),
 to find in the model folder (``--model-dir`` / ``$CLUE_MODEL_DIR``).
 """
 
+import difflib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,34 @@ from clue.paths import MissingPathError, model_root
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 FAMILIES = ("bert", "roformer", "roformer_v2")
+# The keys a preset may have, with their types; "files" names these three files of the model folder.
+PRESET_KEYS = {"name": str, "family": str, "description": str, "config": dict, "files": dict, "vocab": str,
+               "do_lower_case": bool}
+FILE_KEYS = ("config", "checkpoint", "vocab")
+
+
+class ConfigError(ValueError):
+    """A preset or encoder config (bert_config.json) that cannot be used: names the file and the key."""
+
+
+def unknown_key(where, key, known):
+    """The ConfigError for a key not in ``known``, suggesting the closest known one."""
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return ConfigError(f"{where}: unknown key {key!r} ({hint}known: {', '.join(known)})")
+
+
+def read_json(path):
+    """The JSON object in ``path``; ConfigError naming the file and line when it is not one."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}:{err.lineno}: not valid JSON: {err.msg}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a JSON object {{...}}, got {type(value).__name__}")
+    return value
 
 
 @dataclass
@@ -26,6 +55,7 @@ class ModelSpec:
     checkpoint_path: Path | None = None
     vocab_path: Path | None = None    # None: the built-in character vocabulary
     do_lower_case: bool = True
+    preset_path: Path | None = None   # the preset JSON this came from
 
 
 def preset_names():
@@ -42,17 +72,42 @@ def load_preset(name_or_path):
             f"--model {name_or_path!r} is neither a preset ({', '.join(preset_names())}) "
             f"nor a preset JSON file"
         )
-    try:
-        preset = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}:{err.lineno}: not valid JSON: {err.msg}") from None
-    if preset.get("family") not in FAMILIES:
-        raise ValueError(f"{path}: 'family' must be one of {FAMILIES}, got {preset.get('family')!r}")
-    if ("config" in preset) == ("files" in preset):
-        raise ValueError(f"{path}: a preset has either an inline 'config' or a 'files' table, not both or neither")
+    preset = read_json(path)
+    check_preset(preset, path)
     preset.setdefault("name", path.stem)
     preset["_path"] = str(path)
     return preset
+
+
+def check_preset(preset, path):
+    """Every key known and of its type, a family, and either an inline config or a complete files table."""
+    for key, value in preset.items():
+        if key not in PRESET_KEYS:
+            if key in FILE_KEYS:
+                raise ConfigError(f"{path}: {key!r} belongs in the 'files' table (\"files\": {{\"{key}\": ...}})")
+            raise unknown_key(path, key, list(PRESET_KEYS))
+        if not isinstance(value, PRESET_KEYS[key]):
+            raise ConfigError(f"{path}: {key!r} must be a {_json_type(PRESET_KEYS[key])}, got {json.dumps(value)}")
+    if preset.get("family") not in FAMILIES:
+        raise ConfigError(f"{path}: 'family' must be one of {FAMILIES}, got {preset.get('family')!r}")
+    if ("config" in preset) == ("files" in preset):
+        raise ConfigError(f"{path}: a preset has either an inline 'config' or a 'files' table, not both or neither")
+    if "files" in preset:
+        if "vocab" in preset:
+            raise ConfigError(f"{path}: 'vocab' is for presets with an inline 'config'; "
+                              f"this one names its vocabulary in files.vocab")
+        for key, value in preset["files"].items():
+            if key not in FILE_KEYS:
+                raise unknown_key(f"{path}: files", key, FILE_KEYS)
+            if not isinstance(value, str):
+                raise ConfigError(f"{path}: files.{key} must be a file name (a string), got {json.dumps(value)}")
+        missing = [key for key in FILE_KEYS if key not in preset["files"]]
+        if missing:
+            raise ConfigError(f"{path}: the 'files' table lacks {', '.join(missing)} (it names {', '.join(FILE_KEYS)})")
+
+
+def _json_type(kind):
+    return {str: "string", dict: "JSON object", bool: "boolean (true / false)"}[kind]
 
 
 def resolve_model(name_or_path, model_dir=None):
@@ -60,14 +115,19 @@ def resolve_model(name_or_path, model_dir=None):
     preset = load_preset(name_or_path)
     family = preset["family"]
     lower = preset.get("do_lower_case", True)
+    preset_path = Path(preset["_path"])
     if "config" in preset:
         config = dict(preset["config"])
         vocab = preset.get("vocab", "builtin")
-        vocab_path = None if vocab == "builtin" else Path(vocab)
+        vocab_path = None if vocab == "builtin" else preset_path.parent / Path(vocab).expanduser()
+        if vocab_path is not None and not vocab_path.is_file():
+            raise MissingPathError(f"{preset_path}: no vocabulary file {vocab_path} ('vocab' is read from the "
+                                   f"preset's folder; \"builtin\" for the built-in character vocabulary)")
         root, _ = model_root(model_dir)
         if vocab_path is None and root is not None and (root / "vocab.txt").is_file():
             vocab_path = root / "vocab.txt"   # a real vocabulary beats the built-in one
-        return ModelSpec(preset["name"], family, config, vocab_path=vocab_path, do_lower_case=lower)
+        return ModelSpec(preset["name"], family, config, vocab_path=vocab_path, do_lower_case=lower,
+                         preset_path=preset_path)
 
     root, source = model_root(model_dir)
     files = preset["files"]
@@ -93,8 +153,5 @@ def resolve_model(name_or_path, model_dir=None):
             f"no checkpoint {checkpoint_path} (looked for the file and {checkpoint_path}.index; "
             f"model folder from {source})"
         )
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_path}:{err.lineno}: not valid JSON: {err.msg}") from None
-    return ModelSpec(preset["name"], family, config, config_path, checkpoint_path, vocab_path, lower)
+    config = read_json(config_path)
+    return ModelSpec(preset["name"], family, config, config_path, checkpoint_path, vocab_path, lower, preset_path)

@@ -84,18 +84,51 @@ def stem(token):
     return token[2:] if token[:2] == "##" else token
 
 
+class VocabError(ValueError):
+    """A vocabulary file that cannot be used: names the file (and the line)."""
+
+
+BOM = "\ufeff"
+
+
 def load_vocab(path):
     """token -> id from a BERT vocab.txt: the first whitespace-separated field of each line, in order.
 
     Lines are read with universal newlines; a line with no field (the real Chinese vocab has one holding
     only U+2028) gives the empty token. A repeated token takes the id ``len(vocab)`` as in bert4keras.
+
+    A UTF-8 byte order mark is dropped when a bracketed token such as [PAD] follows it. bert4keras keeps it
+    ("\ufeff[PAD]"), but no text can tokenize to either token (U+FEFF is a format character, dropped, and
+    brackets are split off), so every id is the same as bert4keras's. Before any other token the mark would
+    change which texts map to it, so that is an error.
     """
     vocab = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            fields = line.split()
-            vocab[fields[0] if fields else line.strip()] = len(vocab)
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if not vocab and line.startswith(BOM):
+                    line = _strip_bom(path, line)
+                fields = line.split()
+                vocab[fields[0] if fields else line.strip()] = len(vocab)
+    except UnicodeDecodeError:
+        data = Path(path).read_bytes()   # again, whole: the decoder counted from the start of a chunk
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = data[:err.start].count(b"\n") + 1
+            raise VocabError(f"{path}:{line}: not UTF-8 ({err.reason})") from None
+        raise
     return vocab
+
+
+def _strip_bom(path, line):
+    line = line[len(BOM):]
+    fields = line.split()
+    if not (fields and is_special(fields[0])):
+        raise VocabError(f"{path}:1: starts with a UTF-8 byte order mark before {line.strip()!r}; bert4keras "
+                         f"would read that token as {BOM + line.strip()!r}, which no text matches: save the file "
+                         f"as UTF-8 without BOM")
+    return line
 
 
 def builtin_vocab():
@@ -229,8 +262,9 @@ class Tokenizer:
     """
 
     def __init__(self, vocab, do_lower_case=True, word_maxlen=200):
+        source = "vocabulary"
         if isinstance(vocab, (str, Path)):
-            vocab = load_vocab(vocab)
+            source, vocab = str(vocab), load_vocab(vocab)
         elif not isinstance(vocab, dict):
             vocab = {token: i for i, token in enumerate(vocab)}
         self.vocab = dict(vocab)
@@ -239,7 +273,8 @@ class Tokenizer:
         self.word_maxlen = word_maxlen
         missing = [t for t in SPECIALS[:4] if t not in self.vocab]
         if missing:
-            raise ValueError(f"vocabulary lacks the special tokens {missing}")
+            raise VocabError(f"{source} lacks the special tokens {missing}"
+                             + (f" ({self.vocab_size} tokens read)" if source != "vocabulary" else ""))
         self.pad_id, self.unk_id, self.cls_id, self.sep_id = (self.vocab[t] for t in SPECIALS[:4])
         self.mask_id = self.vocab.get("[MASK]")
         self._words_table = _WordTable(do_lower_case)
