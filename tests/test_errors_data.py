@@ -4,12 +4,16 @@ real CLUE files hold the case, a warning counting it and naming the first place.
 
 import json
 import re
+import subprocess
 import sys
+from pathlib import Path
+
 import pytest
 
-from clue import cli, data, registry
+from clue import cli, data, evaluate, registry
 from clue.registry import CLUENER_TYPES
 
+REPO = Path(__file__).resolve().parents[1]
 
 
 def write(path, text):
@@ -192,3 +196,74 @@ def test_chid_line_with_11_candidates_is_an_error(tmp_path):
     write(tmp_path / "train_answer.json", json.dumps({"#idiom000000#": 1, "#idiom000001#": 2}))
     with pytest.raises(data.DataError, match=r"train\.json:2: candidates: 11 idioms, expected 10"):
         registry.get("chid").read(tmp_path / "train.json")
+
+
+# -- evaluate --------------------------------------------------------------------------------------------
+def run_evaluate(capsys, *argv):
+    """(exit status, printed lines) of ``clue-evaluate``."""
+    status = evaluate.main([str(a) for a in argv])
+    return status, capsys.readouterr().out.strip().splitlines()
+
+
+def classification_gold(tmp_path):
+    return json_lines(tmp_path / "dev.json", [{"id": i, "sentence1": "甲", "sentence2": "乙", "label": str(i % 2)}
+                                              for i in range(4)])
+
+
+def test_evaluate_prediction_file_of_the_wrong_shape_is_one_error_line(tmp_path, capsys):
+    gold = classification_gold(tmp_path)
+    cases = [('[{"id": 0, "label": "1"}]\n', r"p\.json:1: expected a JSON object, got list"),
+             ('{"id": 0, "label": "1"}\n{"id": 1, "labels": "1"}\n', r"p\.json:2: missing field 'label'"),
+             ('{"id": 0, "label": "1"}\n{"id": 1, "label": ["1"]}\n', r"p\.json:2: the answer \['1'\] is not a "
+                                                                     r"label")]
+    for text, message in cases:
+        status, printed = run_evaluate(capsys, "afqmc", write(tmp_path / "p.json", text), gold)
+        assert status == 1 and len(printed) == 1 and re.fullmatch(rf"error: .*{message}.*", printed[0]), printed
+
+
+def cluener_gold(folder):
+    return json_lines(folder / "dev.json", [{"id": i, "text": "浙商银行", "label": {}} for i in range(2)])
+
+
+def cmrc2018_gold(folder):
+    return cmrc_file(folder / "dev.json", "北京是首都。", [{"text": "北京", "answer_start": 0}] * 2)
+
+
+def chid_gold(folder):
+    write(folder / "dev_answer.json", '{"#idiom000000#": 3}')
+    line = {"candidates": [f"成语{i}" for i in range(10)], "content": ["甲#idiom000000#"]}
+    return json_lines(folder / "dev.json", [line])
+
+
+@pytest.mark.parametrize("gold, text, message", [
+    (cluener_gold, '{"id": 0, "label": {}}\n{"id": 1, "label": ["浙商银行"]}\n', r"p\.json:2: .* is not entities"),
+    (cluener_gold, '{"id": 0, "label": {"company": {"浙商银行": [[0]]}}}\n', r"p\.json:1: .* is not entities"),
+    (cmrc2018_gold, '{\n"Q_0": "北京",\n"Q_1": 5\n}', r"p\.json:3: the answer 5 is not an answer text"),
+    (chid_gold, '{"#idiom000000#": "3"}', r"p\.json:1: the answer '3' is not a candidate index"),
+])
+def test_evaluate_answers_of_the_wrong_type_are_one_error_line(tmp_path, capsys, gold, text, message):
+    task = gold.__name__.removesuffix("_gold")
+    status, printed = run_evaluate(capsys, task, write(tmp_path / "p.json", text), gold(tmp_path))
+    assert status == 1 and len(printed) == 1 and re.fullmatch(rf"error: .*{message}.*", printed[0]), printed
+
+
+def test_evaluate_without_a_single_matching_prediction_exits_1(tmp_path, capsys):
+    gold = classification_gold(tmp_path)
+    preds = json_lines(tmp_path / "p.json", [{"id": i + 100, "label": "0"} for i in range(4)])
+    status, printed = run_evaluate(capsys, "afqmc", preds, gold)
+    assert status == 1 and printed == [f"error: {preds}: none of the 4 gold examples of {gold} has a prediction "
+                                       f"(gold ids such as 0; prediction ids such as 100)"]
+    json_lines(preds, [{"id": 0, "label": "0"}])   # some missing: counted, scored as wrong
+    status, printed = run_evaluate(capsys, "afqmc", preds, gold)
+    assert status == 0 and printed[0].startswith("warning: 3 of 4 gold examples have no prediction")
+    assert printed[-1] == "accuracy: 25.0000"
+
+
+def test_evaluate_script_ends_a_bad_prediction_file_with_one_line(tmp_path):
+    gold = classification_gold(tmp_path)
+    preds = write(tmp_path / "p.json", '{"id": 0, "label": {"x": 1}}\n')
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), "afqmc", str(preds), str(gold)],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr == "", done.stderr
+    assert done.stdout.splitlines() == [f"error: {preds}:1: the answer {{'x': 1}} is not a label (a string or an "
+                                        f"integer)"]
