@@ -90,6 +90,18 @@ def test_classification_train_or_dev_rows_without_label_are_an_error(tmp_path):
     assert re.search(r"dev\.json:1: 3 of 3 afqmc dev records have no 'label'", start_error(tmp_path, "afqmc"))
 
 
+def test_unlabelled_train_records_of_the_span_tasks_are_an_error(tmp_path):
+    cluener = json_lines(tmp_path / "cluener" / "train.json", [{"text": "浙商银行", "label": {}}, {"text": "叶老桂"}])
+    chid = json_lines(tmp_path / "chid" / "train.json", [{"candidates": [f"成语{i}" for i in range(10)],
+                                                         "content": ["甲#idiom000000#"]}])   # no train_answer.json
+    cmrc = cmrc_file(tmp_path / "cmrc2018" / "train.json", "北京是首都。", [None])
+    for task, path, where in [("cluener", cluener, 2), ("chid", chid, 1), ("cmrc2018", cmrc, line_of(cmrc, "Q_0"))]:
+        records = registry.get(task).read(path)
+        with pytest.raises(data.DataError, match=rf"train\.json:{where}: 1 of {len(records)} {task} train records "
+                                                 rf"have no '(label|answers)'"):
+            registry.get(task).check("train", [path], records)
+
+
 def test_c3_more_than_4_choices_in_train_is_an_error_in_test_a_counted_warning(tmp_path, capsys):
     five = question("五个？", ["一", "二", "三", "四", "五"], "五")
     folder = c3_folder(tmp_path, train_m=[question("问题0？", ["一", "二"], "二"), five])
@@ -126,7 +138,8 @@ def test_real_c3_files_have_2_to_4_choices_except_6_test11_questions(clue_data_d
 
 # -- CMRC2018 --------------------------------------------------------------------------------------------
 def cmrc_file(path, context, answers):
-    qas = [{"id": f"Q_{i}", "question": f"问{i}？", "answers": [a]} for i, a in enumerate(answers)]
+    """One paragraph, a question per answer (None: a question without answers)."""
+    qas = [{"id": f"Q_{i}", "question": f"问{i}？", "answers": [a] if a else []} for i, a in enumerate(answers)]
     return write(path, json.dumps({"version": "v1.0", "data": [{"id": "A_1", "title": "t", "paragraphs": [
         {"id": "P_1", "context": context, "qas": qas}]}]}, ensure_ascii=False, indent=2))
 
@@ -257,6 +270,14 @@ def test_evaluate_without_a_single_matching_prediction_exits_1(tmp_path, capsys)
     status, printed = run_evaluate(capsys, "afqmc", preds, gold)
     assert status == 0 and printed[0].startswith("warning: 3 of 4 gold examples have no prediction")
     assert printed[-1] == "accuracy: 25.0000"
+
+
+def test_evaluate_against_an_unlabelled_file_says_so(tmp_path, capsys):
+    test = c3_folder(tmp_path) / "test1.1.json"   # c3 and chid gold files are read by the task's reader
+    preds = json_lines(tmp_path / "p.json", [{"id": 0, "label": "1"}])
+    status, printed = run_evaluate(capsys, "c3", preds, test)
+    assert status == 1 and printed == [f"error: {test}:{line_of(test, '测试？')}: 1 of 1 c3 dev records have no "
+                                       f"'label' (the first is here); a dev file must be labelled"]
 
 
 def test_evaluate_script_ends_a_bad_prediction_file_with_one_line(tmp_path):
