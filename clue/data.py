@@ -124,6 +124,22 @@ def load_classification(path, fields, labels=None, label_field="label", drop=("-
     return records
 
 
+def load_wsc(path, labels=None):
+    """cluewsc2020: a classification file whose ``target`` names two spans of ``text`` (the candidate and the
+    pronoun), each checked to be at its index."""
+    records = load_classification(path, {"text": str, "target": dict}, labels)
+    for record in records:
+        line, target = record["_line"], record["target"]
+        require(target, ("span1_index", "span1_text", "span2_index", "span2_text"), path, line)
+        for span in ("span1", "span2"):
+            start, words = target[f"{span}_index"], _expect(target[f"{span}_text"], str, path, line,
+                                                            f"target.{span}_text")
+            if not is_int(start) or record["text"][start:start + len(words)] != words:
+                raise DataError(path, line, f"target.{span}_text {words!r} is not at {span}_index {start!r} "
+                                            f"of the text")
+    return records
+
+
 # -- whole-file JSON (cmrc2018, c3, chid answers) --------------------------------------------------------
 def load_json(path):
     try:

@@ -204,7 +204,7 @@ TASKS = {t.name: t for t in (
          "accuracy", (Output("ocnli_50k_predict.json"),), files={"train": ("train.50k.json", "train.json")},
          zip_md5=(("acb426f6f3345076c6ce79239e7bc307", "Paddle"),),
          paddlenlp_grid=PADDLENLP_CLASSIFICATION),
-    Task("cluewsc2020", "tasks/wsc.py", _classification({"text": str, "target": dict}, ("true", "false")),
+    Task("cluewsc2020", "tasks/wsc.py", _one(lambda path: data.load_wsc(path, ("true", "false"))),
          ("true", "false"), "accuracy", _versioned("cluewsc"), files=VERSIONED, epochs=30,
          zip_sha256=(("5e318e8c2c88256ea66819a24348a65d0824ade15c0f02c5a14b78d240d38afb", 88526, "HF-a"),
                      ("ebe5f357b19392d601be401b2fd4246983f534809a078eab7bda1de418fb3ffe", 281384, "HF-b")),

@@ -189,6 +189,25 @@ def test_a_text_field_of_the_wrong_type_is_an_error_naming_line_and_field(tmp_pa
         registry.get(task).read(path)
 
 
+@pytest.mark.parametrize("target, message", [
+    ({"span1_index": 0, "span1_text": "小明", "span2_index": 3}, "missing field 'span2_text'"),
+    ({"span1_index": 0, "span1_text": "小明", "span2_index": "3", "span2_text": "他"}, "span2_index '3' of the text"),
+    ({"span1_index": 1, "span1_text": "小明", "span2_index": 3, "span2_text": "他"}, "'小明' is not at span1_index 1"),
+])
+def test_cluewsc2020_target_spans_are_checked_when_read(tmp_path, target, message):
+    good = {"text": "小明说他累了", "target": {"span1_index": 0, "span1_text": "小明", "span2_index": 3,
+                                        "span2_text": "他"}, "label": "true"}
+    path = json_lines(tmp_path / "dev.json", [good, {**good, "target": target}])
+    with pytest.raises(data.DataError, match=rf"dev\.json:2: .*{message}"):
+        registry.get("cluewsc2020").read(path)
+
+
+def test_real_cluewsc2020_spans_are_at_their_indices(clue_data_dir):
+    wsc = registry.get("cluewsc2020")
+    found = {split: len(wsc.read(files)) for split, files in wsc.find_files(clue_data_dir / "cluewsc2020").items()}
+    assert found == {"train": 1244, "dev": 304, "test": 2574, "test1.0": 290}
+
+
 def test_cluener_text_not_a_string_is_an_error(tmp_path):
     path = json_lines(tmp_path / "dev.json", [{"text": "浙商银行", "label": {}}, {"text": 12, "label": {}}])
     with pytest.raises(data.DataError, match=r"dev\.json:2: text: expected str, got int"):
