@@ -30,12 +30,17 @@ def line_of(path, needle):
     return next(i for i, text in enumerate(path.read_text(encoding="utf-8").split("\n"), 1) if needle in text)
 
 
-def start_error(tmp_path, task, capsys=None):
+def start_error(tmp_path, task):
     """The one line a task script ends with when ``cli.start`` (which reads and checks every file before
     training) stops on the data in tmp_path/data/<task>; None when it starts."""
     argv = ["--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out"), "--model", "tiny"]
+
+    def main():
+        cli.start(task, argv)
+        sys.exit(0)   # every file read and checked: training would start here
+
     with pytest.raises(SystemExit) as stopped:
-        cli.run(lambda: cli.start(task, argv) and sys.exit(0))
+        cli.run(main)
     code = stopped.value.code
     if code == 0:
         return None
