@@ -116,7 +116,8 @@ class Run:
 
     def _read_all(self):
         """Every file this run reads, read and checked now, before any training: a bad line in a test file
-        costs seconds, not the run. An empty train or dev split and duplicate test ids are errors."""
+        costs seconds, not the run. An empty train or dev split, a train or dev record without its answer
+        (``Task.check``) and duplicate test ids are errors."""
         from clue.data import DataError
 
         records = {}
@@ -124,8 +125,10 @@ class Run:
             found = records[_key(self.files[split])] = self.task.read(self.files[split])
             if not found:
                 raise DataError(self.files[split][0], None, f"no {self.task.name} {split} records")
+            self.task.check(split, self.files[split], found)
         for test, _ in ([] if self.args.mode == "eval" else self.test_outputs):
             found = records[_key(test)] = self.task.read(test)
+            self.task.check("test", test, found)
             seen = set()
             for record in found:
                 if record["id"] in seen:

@@ -97,14 +97,18 @@ def load_labels(path, field="label"):
 def load_classification(path, fields, labels=None, label_field="label", drop=("-",)):
     """Records of a labelled or unlabelled classification file.
 
-    ``fields`` must be on every line. Where a line has ``label_field`` its value (as a string) must be in
-    ``labels`` (when given) unless it is one of ``drop`` (NLI's "-": no majority label), in which case the
-    row is left out and the count printed. A file without labels (a test set) keeps its ``id`` field, or gets
-    each record's index as its id.
+    ``fields`` must be on every line: names of text fields, or {name: type}, the type ``str``, ``list`` (of
+    strings: csl's keywords) or ``dict`` (cluewsc2020's target). Where a line has ``label_field`` its value
+    (as a string) must be in ``labels`` (when given) unless it is one of ``drop`` (NLI's "-": no majority
+    label), in which case the row is left out and the count printed. A file without labels (a test set)
+    keeps its ``id`` field, or gets each record's index as its id.
     """
     allowed = None if labels is None else {str(x) for x in labels}
+    kinds = fields if isinstance(fields, dict) else dict.fromkeys(fields, str)
     records, dropped = [], 0
-    for record in load_json_lines(path, fields):
+    for record in load_json_lines(path, kinds):
+        for name, kind in kinds.items():
+            _expect_field(record, name, kind, path, record["_line"])
         if label_field in record:
             label = record[label_field] = str(record[label_field])
             if label in drop:
@@ -120,6 +124,22 @@ def load_classification(path, fields, labels=None, label_field="label", drop=("-
     return records
 
 
+def load_wsc(path, labels=None):
+    """cluewsc2020: a classification file whose ``target`` names two spans of ``text`` (the candidate and the
+    pronoun), each checked to be at its index."""
+    records = load_classification(path, {"text": str, "target": dict}, labels)
+    for record in records:
+        line, target = record["_line"], record["target"]
+        require(target, ("span1_index", "span1_text", "span2_index", "span2_text"), path, line)
+        for span in ("span1", "span2"):
+            start, words = target[f"{span}_index"], _expect(target[f"{span}_text"], str, path, line,
+                                                            f"target.{span}_text")
+            if not is_int(start) or record["text"][start:start + len(words)] != words:
+                raise DataError(path, line, f"target.{span}_text {words!r} is not at {span}_index {start!r} "
+                                            f"of the text")
+    return records
+
+
 # -- whole-file JSON (cmrc2018, c3, chid answers) --------------------------------------------------------
 def load_json(path):
     try:
@@ -128,7 +148,7 @@ def load_json(path):
         raise DataError(path, err.lineno, f"not valid JSON ({err.msg} at column {err.colno})") from None
 
 
-class _Lines:
+class Lines:
     """Line numbers of JSON values in a file's text, for messages. Values are looked for forward from the
     last one found (files list them in order, so one pass over the text), else anywhere; None if absent
     (e.g. written with \\u escapes)."""
@@ -156,13 +176,31 @@ def _expect(value, kind, path, line, where):
     return value
 
 
+def _expect_texts(value, path, line, where):
+    """A list of strings (C3's dialogue lines and choices, ChID's candidates, csl's keywords)."""
+    for i, item in enumerate(_expect(value, list, path, line, where)):
+        _expect(item, str, path, line, f"{where}[{i}]")
+    return value
+
+
+def _expect_field(record, name, kind, path, line):
+    """``record[name]`` of ``kind``: str, dict, or list (a list of strings)."""
+    if kind is list:
+        return _expect_texts(record[name], path, line, name)
+    return _expect(record[name], kind, path, line, name)
+
+
+def is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def load_cmrc2018(path):
     """SQuAD-style cmrc2018 file -> one record per question.
 
     Record: id, question, context, context_id, title, article_id, answers (texts), answer_starts (ints);
     the answer lists are empty in a test file. Offsets are kept as given (a few in the official files are off).
     """
-    doc, lines = load_json(path), _Lines(read_text(path))
+    doc, lines = load_json(path), Lines(read_text(path))
     _expect(doc, dict, path, 1, "top level")
     if "data" not in doc:
         raise DataError(path, 1, "no 'data' list at the top level (not a SQuAD-style file)")
@@ -176,14 +214,21 @@ def load_cmrc2018(path):
             pline = lines.of(paragraph.get("id")) if isinstance(paragraph, dict) else line
             require(_expect(paragraph, dict, path, pline or line, pwhere), ("context", "qas"), path, pline or line)
             context = _expect(paragraph["context"], str, path, pline, pwhere + ".context")
+            if not context.strip():   # a question without a context has nothing to read an answer from
+                raise DataError(path, pline or line, f"{pwhere}.context is empty")
             for k, qa in enumerate(_expect(paragraph["qas"], list, path, pline, pwhere + ".qas")):
                 qwhere = f"{pwhere}.qas[{k}]"
                 qline = (lines.of(qa.get("id")) if isinstance(qa, dict) else None) or pline or line
                 require(_expect(qa, dict, path, qline, qwhere), ("id", "question"), path, qline)
                 answers = _expect(qa.get("answers", []), list, path, qline, qwhere + ".answers")
-                for answer in answers:
+                for a, answer in enumerate(answers):
                     if not isinstance(answer, dict) or "text" not in answer:
                         raise DataError(path, qline, f"{qwhere}: each answer needs a 'text' (got {answer!r})")
+                    _expect(answer["text"], str, path, qline, f"{qwhere}.answers[{a}].text")
+                    start = answer.get("answer_start")
+                    if start is not None and not is_int(start):
+                        raise DataError(path, qline, f"{qwhere}.answers[{a}].answer_start: expected int, "
+                                                     f"got {type(start).__name__} {start!r}")
                 records.append({
                     "id": qa["id"], "question": _expect(qa["question"], str, path, qline, qwhere + ".question"),
                     "context": context, "context_id": paragraph.get("id"), "title": article.get("title"),
@@ -202,11 +247,13 @@ def load_c3(paths):
     file has one, else its index across the files, from 0), doc_id (the document's id, else
     "<file name>:<index>"), context (list of lines), question,
     choices, answer (None in a test file) and label (index of answer in choices, None in a test file).
+    Every question has at least 2 choices (how many the task scores is the registry's to check), and its
+    answer, where given, is one of them. Records keep their file in ``_path``.
     """
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     records, indexed = [], False
     for path in paths:
-        where_is = _Lines(read_text(path))
+        where_is = Lines(read_text(path))
         for d, item in enumerate(_expect(load_json(path), list, path, 1, "top level")):
             where = f"document [{d}]"
             doc_id = item[2] if isinstance(item, list) and len(item) > 2 else f"{Path(path).name}:{d}"
@@ -214,12 +261,16 @@ def load_c3(paths):
             line = where_is.of(first)  # the id comes after the questions: locate the first dialogue line
             if not isinstance(item, list) or len(item) < 2:
                 raise DataError(path, line, f"{where}: expected [dialogue lines, questions, id]")
-            lines = _expect(item[0], list, path, line, where + " dialogue")
+            lines = _expect_texts(item[0], path, line, where + " dialogue")
             for k, q in enumerate(_expect(item[1], list, path, line, where + " questions")):
+                qwhere = f"{where} question [{k}]"
                 qline = (where_is.of(q.get("question")) if isinstance(q, dict) else None) or line
-                require(_expect(q, dict, path, qline, f"{where} question [{k}]"), ("question", "choice"),
-                        path, qline)
-                choices = _expect(q["choice"], list, path, qline, f"{where} question [{k}] choice")
+                require(_expect(q, dict, path, qline, qwhere), ("question", "choice"), path, qline)
+                _expect(q["question"], str, path, qline, f"{qwhere} question")
+                choices = _expect_texts(q["choice"], path, qline, f"{qwhere} choice")
+                if len(choices) < 2:
+                    raise DataError(path, qline, f"{qwhere}: {len(choices)} choice{'s' * (len(choices) != 1)}, "
+                                                 f"a question needs at least 2")
                 answer = q.get("answer")
                 if answer is not None and answer not in choices:
                     raise DataError(path, qline, f"{where} question [{k}]: answer {answer!r} is not one of "
@@ -229,6 +280,7 @@ def load_c3(paths):
                     "id": q.get("id", len(records)), "doc_id": doc_id, "context": lines,
                     "question": q["question"], "choices": choices, "answer": answer,
                     "label": None if answer is None else choices.index(answer), "_line": qline,
+                    "_path": path,
                 })
     if indexed:
         print(f"note: unlabelled questions of {', '.join(map(str, paths))} have no 'id'; "
@@ -240,11 +292,12 @@ def load_c3(paths):
 CHID_BLANK = re.compile(r"#idiom\d+#")   # a blank in a ChID passage (the files number them with 6 digits)
 
 
-def load_chid(path, answer_path=None):
+def load_chid(path, answer_path=None, candidates=None):
     """ChID lines {"candidates": [10 idioms], "content": [passages with #idiomNNNNNN# blanks]} -> one record
     per blank: id ("#idiom000000#"), candidates, text (its passage), group (the line number: blanks of a
     line share the candidates), passage (index in content) and label (index of the right candidate, from
-    ``answer_path`` = {blank: index}; None without it).
+    ``answer_path`` = {blank: index}; None without it). ``candidates``: how many every line must have
+    (None: any number).
     """
     answers = None
     if answer_path is not None:
@@ -252,7 +305,9 @@ def load_chid(path, answer_path=None):
     records = []
     for line, record in iter_json_lines(path):
         require(record, ("candidates", "content"), path, line)
-        candidates = _expect(record["candidates"], list, path, line, "candidates")
+        idioms = _expect_texts(record["candidates"], path, line, "candidates")
+        if candidates is not None and len(idioms) != candidates:
+            raise DataError(path, line, f"candidates: {len(idioms)} idioms, expected {candidates}")
         for p, passage in enumerate(_expect(record["content"], list, path, line, "content")):
             for blank in CHID_BLANK.findall(_expect(passage, str, path, line, f"content[{p}]")):
                 label = None
@@ -260,11 +315,11 @@ def load_chid(path, answer_path=None):
                     if blank not in answers:
                         raise DataError(path, line, f"blank {blank} has no answer in {answer_path}")
                     label = answers[blank]
-                    if not isinstance(label, int) or not 0 <= label < len(candidates):
-                        raise DataError(answer_path, _Lines(read_text(answer_path)).of(blank),
+                    if not is_int(label) or not 0 <= label < len(idioms):
+                        raise DataError(answer_path, Lines(read_text(answer_path)).of(blank),
                                         f"answer {label!r} of {blank} is not a candidate index "
-                                        f"0..{len(candidates) - 1}")
-                records.append({"id": blank, "candidates": candidates, "text": passage, "group": line,
+                                        f"0..{len(idioms) - 1}")
+                records.append({"id": blank, "candidates": idioms, "text": passage, "group": line,
                                 "passage": p, "label": label, "_line": line})
     return records
 
@@ -278,7 +333,7 @@ def load_cluener(path, types):
     """
     records = load_json_lines(path, ("text",))
     for record in records:
-        line, text = record["_line"], record["text"]
+        line, text = record["_line"], _expect(record["text"], str, path, record["_line"], "text")
         if "label" not in record:
             record["entities"] = None
             continue

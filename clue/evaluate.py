@@ -7,7 +7,8 @@
 Predictions are in the leaderboard format (``{"id", "label"}`` lines; one JSON object for cmrc2018 and
 chid); a labelled file in the task's own format is read as predictions too, so gold against itself scores
 100. Predictions are matched to gold by id; a prediction without an id by its position. A labelled example
-without a prediction counts as wrong (and is reported); gold rows whose label is outside the task's label
+without a prediction counts as wrong (and is reported; none matched at all is an error, as is an answer of
+the wrong shape, named by file and line); gold rows whose label is outside the task's label
 set (NLI "-") are not scored, as in training. The last line printed is ``<metric>: <value in percent>``.
 """
 
@@ -29,6 +30,7 @@ def _leaderboard(task, path):
         answers = []
         for index, (line, record) in enumerate(data.iter_json_lines(path)):
             data.require(record, ("label",), path, line)
+            _check_answer(task, record["label"], path, line)
             answers.append((record.get("id", index), record["label"]))   # no id: keyed by position
         return answers
     try:
@@ -39,7 +41,32 @@ def _leaderboard(task, path):
         return None
     if repeated:   # json.loads would silently keep the last
         raise data.DataError(path, None, f"given more than once: {', '.join(map(repr, repeated))}")
+    lines = data.Lines(data.read_text(path))
+    for key, value in obj.items():
+        _check_answer(task, value, path, lines.of(key))
     return list(obj.items())
+
+
+def _is_spans(places):
+    return isinstance(places, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(data.is_int(x) for x in p) for p in places)
+
+
+# What a leaderboard answer is (registry Task.answer) -> (is this value one, how to say what one is)
+ANSWER_SHAPES = {
+    "label": (lambda v: isinstance(v, str) or data.is_int(v), "a label (a string or an integer)"),
+    "text": (lambda v: isinstance(v, str), "an answer text (a string)"),
+    "candidate": (data.is_int, "a candidate index (an integer)"),
+    "entities": (lambda v: isinstance(v, dict) and all(
+        isinstance(spans, dict) and all(map(_is_spans, spans.values())) for spans in v.values()),
+        "entities {type: {entity: [[start, end], ...]}}"),
+}
+
+
+def _check_answer(task, value, path, line):
+    fits, what = ANSWER_SHAPES[task.answer]
+    if not fits(value):
+        raise data.DataError(path, line, f"the answer {value!r} is not {what}")
 
 
 def read_answers(task, paths, predictions=False):
@@ -50,7 +77,10 @@ def read_answers(task, paths, predictions=False):
     found = _leaderboard(task, paths[0]) if len(paths) == 1 else None
     if found is not None:
         return found
-    answers = [(r["id"], r[task.gold]) for r in task.read(paths)]
+    records = task.read(paths)
+    if not predictions:   # gold: every record labelled
+        task.check("dev", paths, records)
+    answers = [(r["id"], r[task.gold]) for r in records]
     if predictions:
         answers = [(k, (v[0] if v else "") if isinstance(v, list) else v) for k, v in answers]
     return answers
@@ -102,6 +132,10 @@ def evaluate(task_name, predictions_path, gold_paths):
         gold = [(k, None if v is None else str(v)) for k, v in gold]
         predictions = [(k, None if v is None else str(v)) for k, v in predictions]
     golds, preds, warnings = align(gold, predictions, task.labels)
+    if golds and all(p is None for p in preds):   # a score of 0 that says nothing: wrong file or wrong ids
+        raise ValueError(f"{predictions_path}: none of the {len(golds)} gold examples of "
+                         f"{', '.join(map(str, gold_paths))} has a prediction (gold ids such as "
+                         f"{gold[0][0]!r}; prediction ids such as {predictions[0][0] if predictions else None!r})")
     return {name: METRICS[name](golds, preds) for name in metric_names(task)}, warnings
 
 

@@ -8,6 +8,7 @@ digests, and the defaults of its script's flags.
 """
 
 import difflib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,10 +57,23 @@ class Task:
     batch_size: int = 32     # default --batch-size
     grad_accum: int = 1      # default --grad-accum
     paddlenlp_grid: tuple = ()   # ((flag, values), ...) of clue-run --grid paddlenlp; () not in that benchmark
+    check_split: object = None   # task, split, files, records -> raises DataError / warns (see check)
 
     def read(self, files):
         """The records of one file or of a split's parts (c3's d- and m- files)."""
         return self.reader([files] if isinstance(files, (str, Path)) else list(files))
+
+    def check(self, split, files, records):
+        """Raise DataError naming the file and line of the first record ``split`` cannot use: in a
+        labelled split (train, dev) every record carries its gold answer; then the task's own checks."""
+        if split in LABELLED:
+            unlabelled = [r for r in records if r.get(self.gold) in (None, [])]
+            if unlabelled:
+                path, line, counted = _counted(unlabelled, files, len(records),
+                                               f"{self.name} {split} records have no {self.gold!r}")
+                raise data.DataError(path, line, f"{counted}; a {split} file must be labelled")
+        if self.check_split is not None:
+            self.check_split(self, split, files, records)
 
     def find_files(self, folder):
         """{split: [path of each part found] or None} in ``folder``. A split's names are alternatives in
@@ -94,6 +108,7 @@ class Task:
 
 
 DEFAULT_FILES = {"train": ("train.json",), "dev": ("dev.json",), "test": ("test.json",)}
+LABELLED = ("train", "dev")   # the splits trained and scored on: every record needs its gold answer
 VERSIONED = {"test": ("test1.1.json", "test.json"), "test1.0": ("test1.0.json",)}   # CLUE 1.1 and 1.0 test sets
 
 
@@ -114,10 +129,44 @@ def _classification(fields, labels):
     return _one(lambda path: data.load_classification(path, fields, labels))
 
 
+def _where(record, files):
+    """The file a record was read from: its own ``_path`` (a split of several parts), else the split's file."""
+    return record.get("_path", files[0])
+
+
+def _counted(found, files, total, what):
+    """Where ``found`` (records) is not empty: (file, line of the first, message counting them)."""
+    return _where(found[0], files), found[0].get("_line"), f"{len(found)} of {total} {what} (the first is here)"
+
+
 def _chid(path):
-    """ChID blanks, labelled from ``<name>_answer.json`` beside the file when there is one (train, dev)."""
+    """ChID blanks, labelled from ``<name>_answer.json`` beside the file when there is one (train, dev);
+    every line has one candidate per label."""
     answers = Path(path).with_name(f"{Path(path).stem}_answer.json")
-    return data.load_chid(path, answers if answers.is_file() else None)
+    return data.load_chid(path, answers if answers.is_file() else None, candidates=len(TASKS["chid"].labels))
+
+
+def _cmrc2018_answers(task, split, files, records):
+    """A train question's first answer must be in its context (at its offset or elsewhere: the official
+    offsets are a little off in 21 train questions); otherwise it would train as a question without one."""
+    if split != "train":   # dev answers are only compared as text (193 extra dev answers are paraphrases)
+        return
+    lost = [r for r in records if not (r["answers"][0].strip() and r["answers"][0] in r["context"])]
+    if lost:
+        raise data.DataError(*_counted(lost, files, len(records), f"{split} answers are not in their context"))
+
+
+def _c3_choices(task, split, files, records):
+    """At most one choice per label: an error in a labelled split; CLUE's test1.1 has 6 questions with 5 to
+    10 choices, of which only the first ones are scored (a counted warning)."""
+    most = len(task.labels)
+    over = [r for r in records if len(r["choices"]) > most]
+    if not over:
+        return
+    path, line, message = _counted(over, files, len(records), f"{split} questions have more than {most} choices")
+    if split in LABELLED:
+        raise data.DataError(path, line, message)
+    print(f"warning: {path}:{line}: {message}; only their first {most} are scored", file=sys.stderr)
 
 
 def _versioned(prefix):
@@ -156,14 +205,14 @@ TASKS = {t.name: t for t in (
          "accuracy", (Output("ocnli_50k_predict.json"),), files={"train": ("train.50k.json", "train.json")},
          zip_md5=(("acb426f6f3345076c6ce79239e7bc307", "Paddle"),),
          paddlenlp_grid=PADDLENLP_CLASSIFICATION),
-    Task("cluewsc2020", "tasks/wsc.py", _classification(("text", "target"), ("true", "false")), ("true", "false"),
-         "accuracy", _versioned("cluewsc"), files=VERSIONED, epochs=30,
+    Task("cluewsc2020", "tasks/wsc.py", _one(lambda path: data.load_wsc(path, ("true", "false"))),
+         ("true", "false"), "accuracy", _versioned("cluewsc"), files=VERSIONED, epochs=30,
          zip_sha256=(("5e318e8c2c88256ea66819a24348a65d0824ade15c0f02c5a14b78d240d38afb", 88526, "HF-a"),
                      ("ebe5f357b19392d601be401b2fd4246983f534809a078eab7bda1de418fb3ffe", 281384, "HF-b")),
          zip_md5=(("17abe1be3f7dd3bad5f114ba4c40ee9b", "Paddle"),),
          paddlenlp_grid=PADDLENLP_WSC),
-    Task("csl", "tasks/csl.py", _classification(("abst", "keyword"), ("0", "1")), ("0", "1"), "accuracy",
-         (Output("csl_predict.json"),),
+    Task("csl", "tasks/csl.py", _classification({"abst": str, "keyword": list}, ("0", "1")), ("0", "1"),
+         "accuracy", (Output("csl_predict.json"),),
          zip_sha256=(("795d1a2e475d59acad8236f6c5baba7a0b43d3e0508cb60f15ffbc76d5f437c4", 3234594, "HF-a, HF-b"),),
          zip_md5=(("394a2ccbf6ddd7e331be4d5d7798f0f6", "Paddle"),),
          paddlenlp_grid=PADDLENLP_CLASSIFICATION),
@@ -171,7 +220,7 @@ TASKS = {t.name: t for t in (
     Task("cmrc2018", "tasks/cmrc2018.py", _one(data.load_cmrc2018), None, "cmrc2018_em",
          (Output("cmrc2018_predict.json"),), answer="text", gold="answers", style="object",
          files={split: (f"{split}.json", f"cmrc2018_{split}.json") for split in ("train", "dev", "test", "trial")},
-         maxlen=512, batch_size=16, grad_accum=2,
+         maxlen=512, batch_size=16, grad_accum=2, check_split=_cmrc2018_answers,
          zip_sha256=(("6c63dc27e728ec5231aeb7d2861b4c90b6c116390582e0c44416cf3edf030b16", 3405146, "HF-a, HF-b"),),
          paddlenlp_grid=PADDLENLP_READING),
     Task("chid", "tasks/chid.py", _one(_chid), tuple(map(str, range(10))), "accuracy", _versioned("chid"),
@@ -182,7 +231,7 @@ TASKS = {t.name: t for t in (
     Task("c3", "tasks/c3.py", data.load_c3, ("0", "1", "2", "3"), "accuracy", _versioned("c3"),
          files={"train": (_c3_parts("train"),), "dev": (_c3_parts("dev"),),
                 "test": ("test1.1.json", "test.json", _c3_parts("test")), "test1.0": ("test1.0.json",)},
-         maxlen=512, batch_size=4, grad_accum=4,
+         maxlen=512, batch_size=4, grad_accum=4, check_split=_c3_choices,
          zip_sha256=(("15e98a52512116efc2382c82496069ae75b7944cbd144230ef0f7f8150a1de7c", 3200727, "HF-a"),
                      ("20dfa683c57c9795129e22d8dd0c299d6b2a29fbc84758ef2ebdb8b2904d7e12", 3495930, "HF-b")),
          paddlenlp_grid=PADDLENLP_READING),

@@ -44,8 +44,8 @@ def load_counted(path, clue_data_dir, capsys):
         "tnews": (("sentence", "keywords"), labels["tnews"]),
         "iflytek": (("sentence",), labels["iflytek"]),
         "ocnli": (("sentence1", "sentence2"), NLI_LABELS),
-        "cluewsc2020": (("text", "target"), ("true", "false")),
-        "csl": (("abst", "keyword"), ("0", "1")),
+        "cluewsc2020": ({"text": str, "target": dict}, ("true", "false")),
+        "csl": ({"abst": str, "keyword": list}, ("0", "1")),
     }[task]
     records = data.load_classification(path, fields, label_set)
     printed = capsys.readouterr().out
