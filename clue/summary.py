@@ -251,8 +251,9 @@ def plot_curves(summary, path):
     ax.set_ylabel("dev metric (%)")
     ax.set_title(f"CLUE dev scores per epoch: {summary['model']}")
     ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=8)
+    if ax.lines:   # beside the plot, where it covers no curve
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.tight_layout()
     return _save(fig, path)
 
 

@@ -417,6 +417,9 @@ def main(argv=None):
                         help=f"end to end: train/dev/test examples (steps = limit / {E2E['batch_size']})")
     parser.add_argument("--tasks", nargs="+", choices=("tnews", "ocnli"), help="end-to-end tasks (default both)")
     parser.add_argument("--only", nargs="+", choices=ITEMS, help="run only these items")
+    parser.add_argument("--rows", nargs="+", choices=[i[0] for i in IMPLEMENTATIONS], metavar="NAME",
+                        help="steps: only these implementations (with --update the other rows are kept): "
+                             + "; ".join(repr(i[0]) for i in IMPLEMENTATIONS))
     parser.add_argument("--update", action="store_true", help="merge the items run into the existing --json "
                         "results and re-render --out from them (the report says which items ran when)")
     parser.add_argument("--out", help="markdown report (default docs/benchmark.md; none with --smoke)")
@@ -429,9 +432,13 @@ def main(argv=None):
             parser.error("--repeat must be at least 3 (the report gives medians)")
         setting["repeat"] = setting["e2e_repeat"] = args.repeat
     setting["limit"], setting["tasks"] = args.limit or setting["limit"], tuple(args.tasks or setting["tasks"])
+    if args.rows:
+        setting["implementations"] = [name for name in setting["implementations"] if name in args.rows]
     out = args.out or (None if args.smoke else str(REPO / "docs" / "benchmark.md"))
     json_out = args.json or (None if args.smoke else str(REPO / "docs" / "benchmark.json"))
     only = set(args.only or ITEMS)
+    if args.rows and not args.update and set(args.rows) != set(SETTINGS["full"]["implementations"]):
+        parser.error("--rows measures part of the step table: use it with --update")
     if args.update and not (json_out and Path(json_out).is_file()):
         parser.error(f"--update merges into the results of an earlier run, but {json_out} does not exist")
 
@@ -455,7 +462,12 @@ def main(argv=None):
             results["peak"] = run("fp32 matmul peak", WORKER, "peak",
                                   run.job({"sizes": setting["peak_sizes"], "repeat": max(5, setting["repeat"])}))
         if "steps" in only:
-            results["steps"] = measure_steps(run, setting, model_dir / "bert_config.json")
+            measured = measure_steps(run, setting, model_dir / "bert_config.json")
+            again = {(r["name"], r["seq"]) for r in measured}
+            kept = [r for r in results.get("steps", []) if (r["name"], r["seq"]) not in again] if args.update else []
+            order = [i[0] for i in IMPLEMENTATIONS]
+            results["steps"] = sorted(kept + measured, key=lambda r: (
+                r["seq"], order.index(r["name"]) if r["name"] in order else len(order)))
         if "e2e" in only:
             results["e2e"] = measure_e2e(run, setting, model_dir, Path(args.data_dir))
         if "tokenization" in only:

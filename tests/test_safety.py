@@ -221,3 +221,26 @@ def test_a_failed_write_names_the_file_keeps_the_old_one_and_leaves_no_temporary
         cli.run(main)
     assert stop.value.code == f"error: {tmp_path / 'new.json'}: could not be written (No space left on device); " \
                               f"nothing was written"
+
+
+def test_sigint_during_prediction_then_resume_writes_the_same_files(tmp_path):
+    data = tmp_path / "data"
+    demo.make_afqmc(data / "afqmc", seed=9, sizes={"train": 64, "dev": 32, "test": 3000})   # a long prediction
+    common = ["--data-dir", str(data), *FLAGS, "--epochs", "1", "--batch-size", "8"]
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-u", str(REPO / "tasks" / "afqmc.py"), *common, "--output-dir",
+                             str(cut)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:   # training is over: the best weights are loaded, dev and test predicted next
+        if line.startswith("afqmc: best dev"):
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    assert err.strip().splitlines()[-1] == "interrupted; rerun with --resume to continue", err[-3000:]
+    assert "afqmc_predict.json" not in rest and not (cut / "results" / "afqmc_predict.json").exists()
+
+    afqmc.main([*common, "--output-dir", str(cut), "--resume"])
+    whole = tmp_path / "whole"
+    afqmc.main([*common, "--output-dir", str(whole)])
+    for name in ("dev/afqmc_dev.json", "afqmc_predict.json"):
+        assert (whole / "results" / name).read_bytes() == (cut / "results" / name).read_bytes(), name
