@@ -238,6 +238,10 @@ def _save(fig, path):
 
 def plot_curves(summary, path):
     """Dev metric per epoch, one line per task and run (a task's seeds in its colour), as a PNG."""
+    return _save(curves_figure(summary), path)
+
+
+def curves_figure(summary):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
     for i, (name, t) in enumerate(summary["tasks"].items()):
@@ -254,7 +258,7 @@ def plot_curves(summary, path):
     if ax.lines:   # beside the plot, where it covers no curve
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
 def plot_scores(summary, path):

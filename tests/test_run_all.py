@@ -214,3 +214,19 @@ def test_a_task_name_typo_is_one_line_with_the_close_name(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "did you mean afqmc?" in err[-1] and "Traceback" not in "\n".join(err), err
+
+
+def test_dev_curves_legend_covers_no_curve_and_epochs_are_whole_numbers():
+    from clue import summary as summary_module
+
+    runs = {name: {"metric": "accuracy", "runs": [{"dev_per_epoch": curve}]} for name, curve in
+            (("afqmc", [70.1, 72.4, 73.0, 73.2, 73.1]), ("tnews", [55.0, 56.2, 57.1, 56.9, 57.3]),
+             ("cmrc2018", [60.0, 65.5, 68.0, 69.2, 70.1]))}
+    fig = summary_module.curves_figure({"model": "tiny", "tasks": runs})
+    fig.canvas.draw()
+    ax, = fig.axes
+    renderer = fig.canvas.get_renderer()
+    legend, plot = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert not legend.overlaps(plot), (legend, plot)
+    assert [t.get_text() for t in ax.get_xticklabels() if t.get_text()] and \
+        all(float(t.get_text()).is_integer() for t in ax.get_xticklabels() if t.get_text())
