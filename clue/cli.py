@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from clue import demo, registry
+from clue import demo, registry, run_files
 from clue.paths import (MissingPathError, OutputBusyError, OutputDirs, WriteError, data_root, find_task_dir,
                         lock_task)
 from clue.presets import preset_names, resolve_model
@@ -85,7 +85,7 @@ class Run:
         self.task, self.args, self.task_dir, self.demo = task, args, Path(task_dir), demo_banner is not None
         self.dirs = OutputDirs(args.output_dir).make()
         lock_task(self.dirs, task.name)   # one run per task and output folder
-        self.weights_path = self.dirs.weights / f"{task.name}.weights.h5"
+        self.weights_path = run_files.weights_path(self.dirs.weights, task.name)
         self.files = task.find_files(self.task_dir)
         self.test_outputs = task.test_outputs(self.task_dir)
         self._check_files()
