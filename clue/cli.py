@@ -71,6 +71,9 @@ def build_parser(task):
     p.add_argument("--seed", type=int, default=42, help="weights init, dropout and batch order")
     p.add_argument("--resume", action="store_true",
                    help="continue from the last finished epoch (weights and optimizer state)")
+    p.add_argument("--keep-backup", action="store_true",
+                   help="keep weights/<task>_backup/ (weights and optimizer state of the last epoch) when the run "
+                        "finishes, to --resume it later with more --epochs; deleted otherwise")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs under logs/")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress output")
     return p

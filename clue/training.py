@@ -9,7 +9,9 @@ state) go to ``weights/<task>.weights.h5``, and beside them ``<task>.model.json`
 rebuilds the model). Resume is Keras's ``BackupAndRestore`` (model and optimizer state at the
 last finished epoch, in ``weights/<task>_backup/``); the best score so far lives in
 ``logs/<task>.state.json`` beside the CSV log ``logs/<task>.csv``. Shuffling is seeded by (seed, epoch),
-and so is dropout (``EpochSeeds``): a resumed run repeats an uninterrupted one exactly.
+and so is dropout (``EpochSeeds``): a resumed run repeats an uninterrupted one exactly. A run that finishes
+deletes its backup (``--keep-backup`` keeps it, to resume with more epochs later); resuming a finished run
+whose backup is gone trains nothing and predicts again from the best weights.
 """
 
 import json
@@ -231,6 +233,15 @@ def check_resume_flags(state_path, flags):
                          f"{'; '.join(changed)}. Resume with the same flags, or start afresh without --resume.")
 
 
+def finished_best(state_path, weights_path, backup, epochs):
+    """The best dev score of a run that trained all its ``epochs`` and whose backup was then deleted (its
+    best weights still there); None for any other run, which resuming continues from its backup."""
+    if backup.exists() or not weights_path.is_file() or not state_path.is_file():
+        return None
+    state = json.loads(state_path.read_text(encoding="utf-8"))
+    return state["best"] if state.get("epochs_done", 0) >= epochs and state.get("best") is not None else None
+
+
 def fit(model, train, evaluate, run, *, loss):
     """Train (``--mode train``) or load the best weights (eval/predict); returns the dev score.
 
@@ -252,6 +263,12 @@ def fit(model, train, evaluate, run, *, loss):
     flags = {flag: getattr(args, flag) for flag in RESUME_FLAGS}
     if args.resume:
         check_resume_flags(state_path, flags)
+        finished = finished_best(state_path, run.weights_path, backup, args.epochs)
+        if finished is not None:
+            load_model_weights(model, run.weights_path)
+            print(f"{name}: this run finished (its backup is gone); predicting again from {run.weights_path}",
+                  flush=True)
+            return finished
         drop_unfinished_first_backup(backup)
         fall_back_to_previous_backup(backup)
         where = "the last finished epoch" if backup.is_dir() else "scratch (no backup found)"
@@ -280,6 +297,8 @@ def fit(model, train, evaluate, run, *, loss):
     if best.best is None:
         raise RuntimeError(f"{name}: no epoch finished and no earlier best score in {state_path}")
     load_model_weights(model, run.weights_path)
+    if not args.keep_backup:   # finished: what resuming needed is no longer needed
+        shutil.rmtree(backup, ignore_errors=True)
     print(f"{name}: best dev {metric} {best.best:.2%} at epoch {best.best_epoch + 1}; "
           f"weights {run.weights_path}", flush=True)
     return best.best

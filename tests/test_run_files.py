@@ -66,3 +66,16 @@ def test_eval_mode_scores_the_model_only_weights_as_the_run_did(afqmc_run):
     evaluated, printed = run_quietly(afqmc.main, [*argv, "--mode", "eval"])
     assert evaluated == score and f"dev accuracy {score:.2%}" in printed
     assert np.array_equal(predictions.load(predictions.scores_path(dev)).probs, trained)
+
+
+def test_a_finished_run_deletes_its_backup_and_resuming_it_predicts_again(afqmc_run):
+    argv, out, score = afqmc_run
+    assert not (out / "weights" / "afqmc_backup").exists()
+    written = {p: p.read_bytes() for p in (out / "results").rglob("*.json")}
+    log = (out / "logs" / "afqmc.csv").read_text()
+    for path in written:
+        path.unlink()
+    resumed, printed = run_quietly(afqmc.main, [*argv, "--resume"])
+    assert resumed == score and "predicting again from" in printed
+    assert {p: p.read_bytes() for p in written} == written
+    assert (out / "logs" / "afqmc.csv").read_text() == log   # no epoch trained
