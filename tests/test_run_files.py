@@ -2,8 +2,10 @@
 model beside them, and eval mode scoring them as the run did (tiny model, real data, --limit)."""
 
 import contextlib
+import importlib
 import io
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from clue import predictions
+from clue import predictions, registry
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tasks"))
@@ -79,3 +81,67 @@ def test_a_finished_run_deletes_its_backup_and_resuming_it_predicts_again(afqmc_
     assert resumed == score and "predicting again from" in printed
     assert {p: p.read_bytes() for p in written} == written
     assert (out / "logs" / "afqmc.csv").read_text() == log   # no epoch trained
+
+
+def first_records(task, files, count, folder):
+    """The first ``count`` records of a task's dev files (as --limit keeps them), written in the task's
+    own format to ``folder``: gold for exactly the records a --limit run predicted; the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    kept, paths = count, []
+    for source in files:
+        target = folder / source.name
+        if task == "cmrc2018":   # SQuAD: articles > paragraphs > questions
+            doc = json.loads(source.read_text(encoding="utf-8"))
+            for article in doc["data"]:
+                for paragraph in article["paragraphs"]:
+                    paragraph["qas"], kept = paragraph["qas"][:kept], max(0, kept - len(paragraph["qas"]))
+            target.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+        elif task == "c3":       # [[dialogue lines, questions, id], ...]
+            documents = json.loads(source.read_text(encoding="utf-8"))
+            for document in documents:
+                document[1], kept = document[1][:kept], max(0, kept - len(document[1]))
+            target.write_text(json.dumps([d for d in documents if d[1]], ensure_ascii=False), encoding="utf-8")
+        else:                    # one record per line
+            lines = [line for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+            target.write_text("\n".join(lines[:kept]) + "\n", encoding="utf-8")
+            kept = max(0, kept - len(lines))
+        paths.append(target)
+    return paths
+
+
+# The dev files of each task, in the order the task reads them.
+DEV_FILES = {"afqmc": ["dev.json"], "cluener": ["dev.json"], "cmrc2018": ["cmrc2018_dev.json"],
+             "c3": ["c3-d-dev.json", "c3-m-dev.json"]}
+
+
+def evaluated(task, out, limit, clue_data_dir, folder):
+    """What scripts/evaluate.py prints for a run's dev predictions against the records it predicted, after
+    checking that the state file's best score is the one the run printed; (its lines, metric, best)."""
+    state = json.loads((out / "logs" / f"{task}.state.json").read_text(encoding="utf-8"))
+    gold = first_records(task, [clue_data_dir / task / name for name in DEV_FILES[task]], limit, folder)
+    printed = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), task,
+                              str(out / "results" / "dev" / f"{task}_dev.json"), *map(str, gold)],
+                             capture_output=True, text=True, check=True).stdout
+    assert "warning" not in printed, printed
+    return printed.splitlines(), state["metric"], state["best"]
+
+
+def test_evaluate_scores_afqmc_dev_predictions_to_the_printed_dev_score(afqmc_run, tmp_path, clue_data_dir):
+    argv, out, score = afqmc_run
+    lines, metric, best = evaluated("afqmc", out, int(argv[argv.index("--limit") + 1]), clue_data_dir, tmp_path)
+    assert best == score and lines[-1] == f"{metric}: {100 * score:.4f}"
+
+
+@pytest.mark.parametrize("task", ["c3", "cluener", "cmrc2018"])
+def test_evaluate_scores_dev_predictions_to_the_printed_dev_score(task, tmp_path, clue_data_dir):
+    limit, out = 16, tmp_path / "out"
+    argv = ["--model", "tiny", "--epochs", "1", "--limit", str(limit), "--batch-size", "16", "--maxlen", "64",
+            "--verbose", "0", "--data-dir", str(clue_data_dir), "--output-dir", str(out)]
+    script = importlib.import_module(Path(registry.get(task).script).stem)
+    _, printed = run_quietly(script.main, argv)
+    lines, metric, best = evaluated(task, out, limit, clue_data_dir, tmp_path / "gold")
+    assert f"best dev {metric} {best:.2%}" in printed
+    assert lines[-1] == f"{metric}: {100 * best:.4f}"
+    if task == "cmrc2018":   # F1 too, which the script prints beside its metric (EM)
+        f1 = float(lines[-2].removeprefix("cmrc2018_f1: "))
+        assert f1 > 0 and f"dev F1 {f1:.2f}%" in printed
