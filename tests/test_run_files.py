@@ -14,11 +14,13 @@ import keras
 import numpy as np
 import pytest
 
-from clue import predictions, registry
+from clue import predict, predictions, registry
+from clue.paths import MissingPathError
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tasks"))
-import afqmc  # noqa: E402  (the task script, run in-process)
+import afqmc  # noqa: E402  (the task scripts, run in-process)
+import tnews  # noqa: E402
 
 FLAGS = ["--model", "tiny", "--epochs", "1", "--limit", "48", "--batch-size", "16", "--maxlen", "32",
          "--verbose", "0"]
@@ -145,3 +147,58 @@ def test_evaluate_scores_dev_predictions_to_the_printed_dev_score(task, tmp_path
     if task == "cmrc2018":   # F1 too, which the script prints beside its metric (EM)
         f1 = float(lines[-2].removeprefix("cmrc2018_f1: "))
         assert f1 > 0 and f"dev F1 {f1:.2f}%" in printed
+
+
+def leaderboard_labels(path):
+    return [json.loads(line)["label"] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def check_predict_api_reproduces_the_leaderboard(task_name, out, limit, data_dir):
+    task = registry.get(task_name)
+    (test, name), *_ = task.test_outputs(data_dir / task.name)
+    records = task.read(test)[:limit]
+    predictor = predict.load(out, task=task_name)
+    found = predictor.predict(records, top_k=3)
+    assert [f["label"] for f in found] == leaderboard_labels(out / "results" / name)
+    kept = predictions.load(predictions.scores_path(out / "results" / name)).probs
+    assert np.array_equal(predictor.probabilities(records), kept)   # a tiny model's labels may all be one
+    assert all(f["top"][0] == [f["label"], f["probability"]] and len(f["top"]) == min(3, len(task.labels))
+               for f in found)
+    return predictor, records, found
+
+
+def test_predict_api_reproduces_afqmc_leaderboard_labels_from_records_and_text_pairs(afqmc_run, clue_data_dir):
+    argv, out, _ = afqmc_run
+    predictor, records, found = check_predict_api_reproduces_the_leaderboard(
+        "afqmc", out, int(argv[argv.index("--limit") + 1]), clue_data_dir)
+    pairs = predictor.predict([(r["sentence1"], r["sentence2"]) for r in records])
+    assert [p["label"] for p in pairs] == [f["label"] for f in found]
+    assert predict.load(out).task.name == "afqmc"   # the folder's only model
+
+
+def test_predict_load_names_what_is_missing(tmp_path):
+    with pytest.raises(MissingPathError, match=r"weights: a model is described by no \.model\.json files"):
+        predict.load(tmp_path)
+    (tmp_path / "weights").mkdir()
+    for name in ("afqmc", "cluener"):
+        (tmp_path / "weights" / f"{name}.model.json").write_text(json.dumps({"task": name}))
+    with pytest.raises(MissingPathError, match=r"by 2 \.model\.json files \(pass task=\.\.\.\)"):
+        predict.load(tmp_path)
+    with pytest.raises(ValueError, match=r"cluener\.model\.json: cluener is not a classification task"):
+        predict.load(tmp_path, task="cluener")
+
+
+def test_predict_api_reproduces_tnews_leaderboard_labels_and_takes_plain_texts(tmp_path, clue_data_dir):
+    out, limit, data = tmp_path / "out", 32, tmp_path / "data"
+    # the shared data has no tnews test file: dev lines past the first --limit ones, unlabelled, stand in
+    (data / "tnews").mkdir(parents=True)
+    for name in ("train.json", "dev.json", "labels.json"):
+        (data / "tnews" / name).symlink_to(clue_data_dir / "tnews" / name)
+    dev = (clue_data_dir / "tnews" / "dev.json").read_text(encoding="utf-8").split("\n")[limit:2 * limit]
+    (data / "tnews" / "test1.1.json").write_text("".join(
+        json.dumps({"id": i, **{k: v for k, v in json.loads(line).items() if "label" not in k}}, ensure_ascii=False)
+        + "\n" for i, line in enumerate(dev)), encoding="utf-8")
+    run_quietly(tnews.main, ["--model", "tiny", "--epochs", "1", "--limit", str(limit), "--batch-size", "16",
+                             "--maxlen", "32", "--verbose", "0", "--data-dir", str(data), "--output-dir", str(out)])
+    predictor, records, found = check_predict_api_reproduces_the_leaderboard("tnews", out, limit, data)
+    assert [p["label"] for p in predictor.predict([r["sentence"] for r in records])] == [f["label"] for f in found]
