@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 # first use, not at `from clue import training`, so that `tasks/<task>.py --help` and bad flags answer at once.
 # (The standard library's LazyLoader does exactly this; the task scripts keep their plain imports.)
 KERAS_MODULES = frozenset({"batching", "heads", "layers", "models", "multiple_choice", "ner", "optimizers",
-                           "reading", "training"})
+                           "predict", "reading", "training"})
 
 
 def __getattr__(name):

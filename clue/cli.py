@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from clue import demo, registry
+from clue import demo, registry, run_files
 from clue.paths import (MissingPathError, OutputBusyError, OutputDirs, WriteError, data_root, find_task_dir,
                         lock_task)
 from clue.presets import preset_names, resolve_model
@@ -71,6 +71,9 @@ def build_parser(task):
     p.add_argument("--seed", type=int, default=42, help="weights init, dropout and batch order")
     p.add_argument("--resume", action="store_true",
                    help="continue from the last finished epoch (weights and optimizer state)")
+    p.add_argument("--keep-backup", action="store_true",
+                   help="keep weights/<task>_backup/ (weights and optimizer state of the last epoch) when the run "
+                        "finishes, to --resume it later with more --epochs; deleted otherwise")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs under logs/")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress output")
     return p
@@ -85,7 +88,7 @@ class Run:
         self.task, self.args, self.task_dir, self.demo = task, args, Path(task_dir), demo_banner is not None
         self.dirs = OutputDirs(args.output_dir).make()
         lock_task(self.dirs, task.name)   # one run per task and output folder
-        self.weights_path = self.dirs.weights / f"{task.name}.weights.h5"
+        self.weights_path = run_files.weights_path(self.dirs.weights, task.name)
         self.files = task.find_files(self.task_dir)
         self.test_outputs = task.test_outputs(self.task_dir)
         self._check_files()

@@ -1,8 +1,11 @@
 """Score a prediction file against a labelled file with the task's metric (``clue.registry`` names it,
 ``clue.metrics`` computes it):
 
-    python scripts/evaluate.py afqmc results/afqmc_dev_predict.json datasets/afqmc/dev.json
-    python scripts/evaluate.py c3 preds.json datasets/c3/d-dev.json datasets/c3/m-dev.json
+    python scripts/evaluate.py afqmc results/dev/afqmc_dev.json datasets/afqmc/dev.json
+    python scripts/evaluate.py c3 results/dev/c3_dev.json datasets/c3/c3-d-dev.json datasets/c3/c3-m-dev.json
+
+Every task run writes its dev predictions, in the leaderboard format, to ``results/dev/<task>_dev.json``;
+scored here against the dev file (the records a ``--limit`` run kept) they give the dev score the run printed.
 
 Predictions are in the leaderboard format (``{"id", "label"}`` lines; one JSON object for cmrc2018 and
 chid); a labelled file in the task's own format is read as predictions too, so gold against itself scores

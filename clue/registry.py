@@ -58,6 +58,7 @@ class Task:
     grad_accum: int = 1      # default --grad-accum
     paddlenlp_grid: tuple = ()   # ((flag, values), ...) of clue-run --grid paddlenlp; () not in that benchmark
     check_split: object = None   # task, split, files, records -> raises DataError / warns (see check)
+    head: str = "classifier"     # the model's head (clue.heads): "classifier", "choices" or "spans"
 
     def read(self, files):
         """The records of one file or of a split's parts (c3's d- and m- files)."""
@@ -220,23 +221,25 @@ TASKS = {t.name: t for t in (
     Task("cmrc2018", "tasks/cmrc2018.py", _one(data.load_cmrc2018), None, "cmrc2018_em",
          (Output("cmrc2018_predict.json"),), answer="text", gold="answers", style="object",
          files={split: (f"{split}.json", f"cmrc2018_{split}.json") for split in ("train", "dev", "test", "trial")},
-         maxlen=512, batch_size=16, grad_accum=2, check_split=_cmrc2018_answers,
+         maxlen=512, batch_size=16, grad_accum=2, check_split=_cmrc2018_answers, head="spans",
          zip_sha256=(("6c63dc27e728ec5231aeb7d2861b4c90b6c116390582e0c44416cf3edf030b16", 3405146, "HF-a, HF-b"),),
          paddlenlp_grid=PADDLENLP_READING),
     Task("chid", "tasks/chid.py", _one(_chid), tuple(map(str, range(10))), "accuracy", _versioned("chid"),
          answer="candidate", style="object", files=VERSIONED, epochs=5, maxlen=64, batch_size=12, grad_accum=2,
+         head="choices",
          zip_sha256=(("4cdf93c0a9dfa43113284c501d8948bbc17bd6a55e3b0b4314a31909562ec19d", 133322133, "HF-a"),
                      ("be02dbcc41a9c237542141f53836e70a209f7a686cf894891411c7e5534f73a4", 139199202, "HF-b")),
          paddlenlp_grid=PADDLENLP_READING),
     Task("c3", "tasks/c3.py", data.load_c3, ("0", "1", "2", "3"), "accuracy", _versioned("c3"),
          files={"train": (_c3_parts("train"),), "dev": (_c3_parts("dev"),),
                 "test": ("test1.1.json", "test.json", _c3_parts("test")), "test1.0": ("test1.0.json",)},
-         maxlen=512, batch_size=4, grad_accum=4, check_split=_c3_choices,
+         maxlen=512, batch_size=4, grad_accum=4, check_split=_c3_choices, head="choices",
          zip_sha256=(("15e98a52512116efc2382c82496069ae75b7944cbd144230ef0f7f8150a1de7c", 3200727, "HF-a"),
                      ("20dfa683c57c9795129e22d8dd0c299d6b2a29fbc84758ef2ebdb8b2904d7e12", 3495930, "HF-b")),
          paddlenlp_grid=PADDLENLP_READING),
     Task("cluener", "tasks/cluener.py", _one(lambda path: data.load_cluener(path, CLUENER_TYPES)), None,
-         "cluener_f1", (Output("cluener_predict.json", board=CLUENER),), answer="entities", maxlen=256),
+         "cluener_f1", (Output("cluener_predict.json", board=CLUENER),), answer="entities", maxlen=256,
+         head="spans"),
 )}
 
 

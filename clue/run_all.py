@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from clue import ensemble, grid, predictions, registry, summary
+from clue import ensemble, grid, predictions, registry, run_files, summary
 from clue.paths import OutputDirs, atomic_path, write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,13 +74,25 @@ def decide(task, flags, dirs, force=False):
         written = set(record.get("outputs", []))
         written |= {str(predictions.scores_path(Path(n))) for n in written if not n.endswith(".npz")}
         lost = sorted(n for n in written if not (dirs.results / n).is_file())
-        if lost:   # the backup holds the last epoch: a resumed run trains no further and predicts again
-            return "resume", f"finished, but {', '.join(lost)} is gone"
+        if lost:
+            return predict_again(task, dirs, f"finished, but {', '.join(lost)} is gone")
         return "skip", f"finished {record.get('finished', '')}".strip()
-    has_backup = (dirs.weights / f"{task.name}_backup").is_dir() or (dirs.logs / f"{task.name}.state.json").is_file()
+    has_backup = (run_files.backup_path(dirs.weights, task.name).is_dir()
+                  or (dirs.logs / f"{task.name}.state.json").is_file())
     if has_backup:
         return "resume", f"the earlier run ended {record.get('status')}"
     return "fresh", f"the earlier run ended {record.get('status')} before its first epoch"
+
+
+def predict_again(task, dirs, why):
+    """How to rewrite the prediction files of a finished run: "resume" trains no further and predicts again,
+    from the last epoch's backup (--keep-backup) or, the backup deleted, from the best weights; with
+    neither left, "fresh"."""
+    if run_files.backup_path(dirs.weights, task.name).is_dir():
+        return "resume", why
+    if run_files.weights_path(dirs.weights, task.name).is_file():
+        return "resume", f"{why}: predicting again from the best weights"
+    return "fresh", f"{why}, and so are the best weights"
 
 
 def stop_when_parent_dies():

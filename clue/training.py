@@ -4,11 +4,14 @@
         return accuracy(dev_labels, decode(batching.predict(model, dev_batches)))
     training.fit(model, train_batches, evaluate, run, loss=...)   # --mode train|eval|predict, --resume
 
-Per epoch the dev metric is computed and printed; when it improves the weights go to
-``weights/<task>.weights.h5``. Resume is Keras's ``BackupAndRestore`` (model and optimizer state at the
+Per epoch the dev metric is computed and printed; when it improves the model's weights (no optimizer
+state) go to ``weights/<task>.weights.h5``, and beside them ``<task>.model.json`` (``clue.run_files``: what
+rebuilds the model). Resume is Keras's ``BackupAndRestore`` (model and optimizer state at the
 last finished epoch, in ``weights/<task>_backup/``); the best score so far lives in
 ``logs/<task>.state.json`` beside the CSV log ``logs/<task>.csv``. Shuffling is seeded by (seed, epoch),
-and so is dropout (``EpochSeeds``): a resumed run repeats an uninterrupted one exactly.
+and so is dropout (``EpochSeeds``): a resumed run repeats an uninterrupted one exactly. A run that finishes
+deletes its backup (``--keep-backup`` keeps it, to resume with more epochs later); resuming a finished run
+whose backup is gone trains nothing and predicts again from the best weights.
 """
 
 import json
@@ -18,7 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from clue import interrupt
+from clue import interrupt, run_files
 from clue.optimizers import AdaFactor, AdamW
 from clue.paths import atomic_path, require_free_space, write_atomic
 
@@ -101,14 +104,36 @@ class RoomOnDisk(keras.callbacks.Callback):
         require_free_space(self.backup / "latest.weights.h5", 2 * weights + nbytes(self.model.optimizer.variables))
 
 
-class BestOnDev(keras.callbacks.Callback):
-    """Scores dev after each epoch, keeps the best weights, and records the scores in a state file."""
+def save_model_weights(model, path):
+    """The model's weights alone in ``path`` (a .weights.h5): ``Model.save_weights`` of a compiled model
+    also stores its optimizer's variables, which only resuming needs (the backup keeps them)."""
+    with atomic_path(path, suffix=".weights.h5") as tmp:
+        keras.saving.save_weights(model, tmp, objects_to_skip=optimizer_of(model))
 
-    def __init__(self, evaluate, metric, weights_path, state_path, resume=False, flags=None, partial=None):
+
+def load_model_weights(model, path):
+    """Load what ``save_model_weights`` wrote (or an older file that holds optimizer variables too), the
+    model's optimizer, if any, left as it is."""
+    keras.saving.load_weights(model, path, objects_to_skip=optimizer_of(model))
+
+
+def optimizer_of(model):
+    """[the model's optimizer], or [] before ``compile``."""
+    optimizer = getattr(model, "optimizer", None)
+    return [optimizer] if optimizer is not None else []
+
+
+class BestOnDev(keras.callbacks.Callback):
+    """Scores dev after each epoch, keeps the best weights (and ``describe``, the JSON that rebuilds the
+    model, beside them), and records the scores in a state file."""
+
+    def __init__(self, evaluate, metric, weights_path, state_path, resume=False, flags=None, partial=None,
+                 describe=None):
         super().__init__()
         self.evaluate, self.metric, self.flags = evaluate, metric, flags or {}
         self.weights_path, self.state_path, self.resume = weights_path, state_path, resume
         self.partial = partial or {}   # the files --limit cut short: {name: [kept, total]}
+        self.describe = describe
 
     def on_train_begin(self, logs=None):
         state = {}
@@ -126,8 +151,9 @@ class BestOnDev(keras.callbacks.Callback):
         self.history.append(score)
         if self.best is None or score > self.best:
             self.best, self.best_epoch = score, epoch
-            with atomic_path(self.weights_path, suffix=".weights.h5") as tmp:
-                self.model.save_weights(tmp)
+            save_model_weights(self.model, self.weights_path)
+            if self.describe is not None:
+                run_files.write_description(self.weights_path, self.describe)
         write_atomic(self.state_path, json.dumps({
             "metric": self.metric, "best": self.best, "best_epoch": self.best_epoch + 1,
             "epochs_done": epoch + 1, "epochs": self.params.get("epochs"), "history": self.history,
@@ -207,6 +233,15 @@ def check_resume_flags(state_path, flags):
                          f"{'; '.join(changed)}. Resume with the same flags, or start afresh without --resume.")
 
 
+def finished_best(state_path, weights_path, backup, epochs):
+    """The best dev score of a run that trained all its ``epochs`` and whose backup was then deleted (its
+    best weights still there); None for any other run, which resuming continues from its backup."""
+    if backup.exists() or not weights_path.is_file() or not state_path.is_file():
+        return None
+    state = json.loads(state_path.read_text(encoding="utf-8"))
+    return state["best"] if state.get("epochs_done", 0) >= epochs and state.get("best") is not None else None
+
+
 def fit(model, train, evaluate, run, *, loss):
     """Train (``--mode train``) or load the best weights (eval/predict); returns the dev score.
 
@@ -216,18 +251,24 @@ def fit(model, train, evaluate, run, *, loss):
     """
     args, name, metric = run.args, run.task.name, run.task.metric
     if args.mode != "train":
-        model.load_weights(run.weights_path)
+        load_model_weights(model, run.weights_path)
         if args.mode == "predict":
             return None
         score = float(evaluate(model))
         print(f"{name}: dev {metric} {score:.2%} ({run.weights_path})", flush=True)
         return score
 
-    backup = run.dirs.weights / f"{name}_backup"
+    backup = run_files.backup_path(run.dirs.weights, name)
     state_path = run.dirs.logs / f"{name}.state.json"
     flags = {flag: getattr(args, flag) for flag in RESUME_FLAGS}
     if args.resume:
         check_resume_flags(state_path, flags)
+        finished = finished_best(state_path, run.weights_path, backup, args.epochs)
+        if finished is not None:
+            load_model_weights(model, run.weights_path)
+            print(f"{name}: this run finished (its backup is gone); predicting again from {run.weights_path}",
+                  flush=True)
+            return finished
         drop_unfinished_first_backup(backup)
         fall_back_to_previous_backup(backup)
         where = "the last finished epoch" if backup.is_dir() else "scratch (no backup found)"
@@ -240,7 +281,7 @@ def fit(model, train, evaluate, run, *, loss):
     # the traced train function, which costs seconds per hundred variables and a second trace.
     model.optimizer.build(model.trainable_variables)
     best = BestOnDev(evaluate, metric, run.weights_path, state_path, resume=args.resume, flags=flags,
-                     partial=run.partial)
+                     partial=run.partial, describe=run_files.describe(run))
     callbacks = [
         StopOnSignal(),
         EpochSeeds(train, args.seed),
@@ -255,7 +296,9 @@ def fit(model, train, evaluate, run, *, loss):
     model.fit(as_fit_data(train), epochs=args.epochs, callbacks=callbacks, verbose=args.verbose, shuffle=False)
     if best.best is None:
         raise RuntimeError(f"{name}: no epoch finished and no earlier best score in {state_path}")
-    model.load_weights(run.weights_path)
+    load_model_weights(model, run.weights_path)
+    if not args.keep_backup:   # finished: what resuming needed is no longer needed
+        shutil.rmtree(backup, ignore_errors=True)
     print(f"{name}: best dev {metric} {best.best:.2%} at epoch {best.best_epoch + 1}; "
           f"weights {run.weights_path}", flush=True)
     return best.best

@@ -83,12 +83,20 @@ def test_decisions(tmp_path):
     assert run_all.decide(task, flags, dirs) == ("fresh", "no earlier run")
     record(status="done", finished="today", outputs=["csl_predict.json"])
     (dirs.results / "csl_predict.json").write_text("{}\n")
+    (dirs.weights / "csl_backup").mkdir()   # kept (--keep-backup)
     # a run recorded before the scores were kept is resumed to save them (it predicts again)
     assert run_all.decide(task, flags, dirs) == ("resume", "finished, but csl_predict.scores.npz is gone")
     (dirs.results / "csl_predict.scores.npz").write_bytes(b"")
     assert run_all.decide(task, flags, dirs) == ("skip", "finished today")
     (dirs.results / "csl_predict.json").unlink()
     assert run_all.decide(task, flags, dirs) == ("resume", "finished, but csl_predict.json is gone")
+    # the backup deleted as a finished run does: predicting again from the best weights; neither: afresh
+    (dirs.weights / "csl_backup").rmdir()
+    assert run_all.decide(task, flags, dirs) == ("fresh", "finished, but csl_predict.json is gone, and so are "
+                                                          "the best weights")
+    (dirs.weights / "csl.weights.h5").write_bytes(b"")
+    assert run_all.decide(task, flags, dirs) == ("resume", "finished, but csl_predict.json is gone: predicting "
+                                                           "again from the best weights")
     (dirs.results / "csl_predict.json").write_text("{}\n")
     assert run_all.decide(task, flags, dirs, force=True) == ("fresh", "forced")
     assert run_all.decide(task, ["--model", "tiny", "--seed", "2"], dirs)[0] == "fresh"

@@ -20,9 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tasks"))
 import afqmc  # noqa: E402  (the task script, run in-process)
 
-# Small and quick, but with dropout, AdamW's warmup/decay schedule and shuffling all in play.
-FLAGS = ["--model", "tiny", "--epochs", "3", "--batch-size", "16", "--maxlen", "32", "--optimizer", "adamw",
-         "--lr", "1e-3", "--verbose", "0", "--seed", "7"]
+# Small and quick, but with dropout, AdamW's warmup/decay schedule and shuffling all in play; the backups
+# kept (--keep-backup) to be compared, and cut runs resumed with more epochs.
+FLAGS = ["--model", "tiny", "--keep-backup", "--epochs", "3", "--batch-size", "16", "--maxlen", "32",
+         "--optimizer", "adamw", "--lr", "1e-3", "--verbose", "0", "--seed", "7"]
 
 
 def h5_arrays(path):
