@@ -59,6 +59,12 @@ class Task:
     paddlenlp_grid: tuple = ()   # ((flag, values), ...) of clue-run --grid paddlenlp; () not in that benchmark
     check_split: object = None   # task, split, files, records -> raises DataError / warns (see check)
 
+    @property
+    def softmax_per_example(self):
+        """True when the model gives one softmax per example (over the labels or the choices), as R-Drop's KL
+        needs; span tasks (labels None) score pairs of positions instead."""
+        return self.labels is not None
+
     def read(self, files):
         """The records of one file or of a split's parts (c3's d- and m- files)."""
         return self.reader([files] if isinstance(files, (str, Path)) else list(files))

@@ -1,0 +1,238 @@
+"""The leaderboard tricks (clue.tricks, issue 16): EMA, layer-wise learning-rate decay, R-Drop.
+
+Backend-neutral (``train_on_batch``, ``fit``): CI runs them on TensorFlow; ``KERAS_BACKEND=jax pytest
+tests/test_tricks.py`` runs the same on JAX.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from clue import demo, heads, tricks
+from clue.models import build_transformer_model
+from clue.optimizers import AdaFactor, AdamW
+from clue.training import BestOnDev
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(vocab_size=40, hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32,
+            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def tiny_classifier(classes=3, **config):
+    encoder = build_transformer_model(config=dict(TINY, **config), seed=1)
+    return heads.classifier(encoder, classes, seed=2)
+
+
+def token_batch(rng, batch=6, length=7, classes=3):
+    ids = rng.integers(1, TINY["vocab_size"], (batch, length)).astype("int32")
+    ids[:, -2:] = 0   # padding
+    return [ids, np.zeros_like(ids)], rng.integers(0, classes, batch)
+
+
+def h5_layer_arrays(path):
+    """{dataset path: array} of a weights file's model part (not the optimizer's)."""
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) and not name.startswith("optimizer") else None)
+    return arrays
+
+
+# ---------------------------------------------------------------------------------------------------------
+# EMA
+
+OPTIMIZERS = {   # name -> (make(**options), batches whose update is applied: index -> bool)
+    "adafactor": (lambda **o: AdaFactor(learning_rate=0.05, **o), lambda i: True),
+    "adafactor-accum3": (lambda **o: AdaFactor(learning_rate=0.05, grad_accum_steps=3, **o), lambda i: i % 3 == 0),
+    "adamw": (lambda **o: AdamW(0.01, weight_decay=0.01, **o), lambda i: True),
+    "adamw-accum3": (lambda **o: AdamW(0.01, weight_decay=0.01, gradient_accumulation_steps=3, **o),
+                     lambda i: (i + 1) % 3 == 0),
+}
+
+
+class StepWeights(keras.callbacks.Callback):
+    """The model's weights after every batch."""
+
+    def on_train_begin(self, logs=None):
+        self.steps = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append([np.array(w) for w in self.model.get_weights()])
+
+
+def ema_fit(tmp_path, optimizer, ema, epochs=2):
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="tanh"),
+                              keras.layers.Dense(3, activation="softmax")])
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(28, 5)).astype("float32"), rng.integers(0, 3, 28)
+    model.compile(optimizer=OPTIMIZERS[optimizer][0](**tricks.optimizer_options(model, ema=ema)),
+                  loss="sparse_categorical_crossentropy")
+    scores = iter(range(epochs))   # every epoch is the best so far: the file holds the last epoch's weights
+    best = BestOnDev(lambda m: next(scores), "accuracy", tmp_path / "best.weights.h5", tmp_path / "state.json")
+    steps = StepWeights()
+    model.fit(x, y, batch_size=4, epochs=epochs, shuffle=False, verbose=0,
+              callbacks=[steps, *tricks.scored_with_average([best], ema)])
+    return model, steps.steps
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_ema_weights_are_the_moving_average_of_the_applied_steps(tmp_path, optimizer):
+    decay = 0.8
+    model, steps = ema_fit(tmp_path, optimizer, decay)
+    (tmp_path / "plain").mkdir()
+    _, plain_steps = ema_fit(tmp_path / "plain", optimizer, None)
+    # the average does not change training: the raw weights after every batch are the plain run's
+    assert all(np.array_equal(a, b) for s, t in zip(steps, plain_steps) for a, b in zip(s, t))
+
+    applied = OPTIMIZERS[optimizer][1]
+    average = None
+    for i, weights in enumerate(steps):   # numpy: the first applied update starts it, as Keras
+        if applied(i):
+            average = weights if average is None else [decay * a + (1 - decay) * w
+                                                      for a, w in zip(average, weights)]
+    if optimizer.endswith("accum3"):   # the average moves less often than the weights do
+        assert sum(map(applied, range(len(steps)))) < len(steps)
+    model.set_weights(average)
+    model.save_weights(tmp_path / "expected.weights.h5")
+    saved, expected = h5_layer_arrays(tmp_path / "best.weights.h5"), h5_layer_arrays(tmp_path / "expected.weights.h5")
+    assert saved.keys() == expected.keys() and saved
+    for key in expected:
+        np.testing.assert_allclose(saved[key], expected[key], rtol=1e-5, atol=1e-7, err_msg=key)
+    # and they are not the raw weights of the last step
+    assert not np.allclose(saved[next(iter(saved))], steps[-1][0], atol=1e-6)
+
+
+def afqmc_run(tmp_path, out, *flags):
+    sys.path.insert(0, str(REPO / "tasks"))
+    import afqmc
+
+    data = tmp_path / "data"
+    if not data.exists():
+        demo.make_afqmc(data / "afqmc", seed=1, sizes={"train": 48, "dev": 16, "test": 8})
+    return afqmc.main(["--data-dir", str(data), "--model", "tiny", "--batch-size", "8", "--maxlen", "24",
+                       "--verbose", "0", "--seed", "5", "--optimizer", "adafactor", "--lr", "1e-3",
+                       "--output-dir", str(tmp_path / out), *flags])
+
+
+def h5_all(path):
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return arrays
+
+
+def test_ema_resumes_exactly_and_its_averages_are_in_the_backup(tmp_path):
+    afqmc_run(tmp_path, "whole", "--epochs", "2", "--ema", "0.9", "--grad-accum", "2")
+    afqmc_run(tmp_path, "cut", "--epochs", "1", "--ema", "0.9", "--grad-accum", "2")
+    afqmc_run(tmp_path, "cut", "--epochs", "2", "--ema", "0.9", "--grad-accum", "2", "--resume")
+    for name in ("afqmc_backup/latest.weights.h5", "afqmc.weights.h5"):
+        a, b = h5_all(tmp_path / "whole" / "weights" / name), h5_all(tmp_path / "cut" / "weights" / name)
+        assert a.keys() == b.keys()
+        assert all(np.array_equal(a[k], b[k]) for k in a), name
+    assert (tmp_path / "whole/results/afqmc_predict.json").read_text() == \
+        (tmp_path / "cut/results/afqmc_predict.json").read_text()
+    # (had the averages not been in the backup, the resumed run's would restart from the weights, and
+    # epoch 2's averaged best weights would differ)
+    state = json.loads((tmp_path / "cut/logs/afqmc.state.json").read_text())
+    assert state["flags"]["ema"] == 0.9
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Layer-wise learning-rate decay
+
+def test_layer_lr_multipliers_follow_the_layers():
+    model = tiny_classifier()
+    factors = tricks.layer_lr_multipliers(model, 0.5)
+    assert factors["Transformer-2-FeedForward/output/kernel"] == 1.0            # top layer
+    assert factors["Transformer-1-MultiHeadSelfAttention/query/kernel"] == 0.5
+    assert factors["Transformer-0-FeedForward-Norm/gamma"] == 0.25
+    assert factors["Embedding-Token/embeddings"] == factors["Embedding-Norm/beta"] == 0.125
+    assert "classifier/kernel" not in factors                                  # the head: 1
+    assert tricks.optimizer_options(model, layer_lr_decay=1.0) == {}
+
+
+DECAY_OPTIMIZERS = {
+    "adafactor": lambda **o: AdaFactor(learning_rate=0.1, **o),
+    "adamw": lambda **o: AdamW(0.01, weight_decay=0.1, **o),
+}
+
+
+def trained(make, model, weights, gradients, **options):
+    """``model``'s weights after ``make(**options)`` applies each of ``gradients`` (lists of arrays, one
+    per trainable variable) from ``weights``: the optimizer alone, eagerly, on any backend."""
+    model.set_weights(weights)
+    optimizer = make(**options)
+    for step in gradients:
+        optimizer.apply([keras.ops.convert_to_tensor(g) for g in step], model.trainable_variables)
+    return [np.array(w) for w in model.get_weights()]
+
+
+def random_gradients(model, rng, steps):
+    return [[rng.normal(scale=0.1, size=v.shape).astype("float32") for v in model.trainable_variables]
+            for _ in range(steps)]
+
+
+@pytest.mark.parametrize("optimizer", DECAY_OPTIMIZERS)
+def test_layer_lr_decay_one_is_the_plain_optimizer_bitwise(optimizer):
+    model, rng = tiny_classifier(), np.random.default_rng(4)
+    weights = model.get_weights()
+    gradients = random_gradients(model, rng, 3)
+    make = DECAY_OPTIMIZERS[optimizer]
+    plain = trained(make, model, weights, gradients)
+    ones = tricks.layer_lr_multipliers(model, 1.0)   # every factor given, all 1
+    decayed = trained(make, model, weights, gradients, lr_multipliers=ones)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, decayed))
+    assert not np.array_equal(plain[0], weights[0])
+
+
+@pytest.mark.parametrize("optimizer", DECAY_OPTIMIZERS)
+def test_layer_lr_decay_scales_each_layers_update(optimizer):
+    model, rng = tiny_classifier(), np.random.default_rng(5)
+    weights = [np.array(w) for w in model.get_weights()]
+    gradient = random_gradients(model, rng, 1)
+    make = DECAY_OPTIMIZERS[optimizer]
+    plain = trained(make, model, weights, gradient)
+    factors = tricks.layer_lr_multipliers(model, 0.5)
+    decayed = trained(make, model, weights, gradient, **tricks.optimizer_options(model, layer_lr_decay=0.5))
+    seen = set()
+    for variable, w0, a, b in zip(model.weights, weights, plain, decayed):
+        factor = factors.get(variable.path, 1.0)
+        seen.add(factor)
+        step, expected = b - w0, factor * (a - w0)
+        # float32 weights: the step is known to a few ulps of the weight
+        np.testing.assert_allclose(step, expected, rtol=1e-4, atol=4 * float(np.spacing(np.abs(w0)).max()),
+                                   err_msg=variable.path)
+        assert np.abs(a - w0).max() > 0, variable.path
+    assert seen == {1.0, 0.5, 0.25, 0.125}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Flags
+
+def test_trick_flags_are_checked_and_recorded(tmp_path, capsys):
+    from clue import cli, training
+
+    _, args = cli.parse_args("tnews", ["--ema", "0.999", "--layer-lr-decay", "0.9", "--rdrop", "1"])
+    assert (args.ema, args.layer_lr_decay, args.rdrop) == (0.999, 0.9, 1.0)
+    for flags, message in ((["--ema", "1"], "--ema must be between 0 and 1"),
+                           (["--layer-lr-decay", "0"], "--layer-lr-decay must be above 0"),
+                           (["--rdrop", "-1"], "--rdrop must be at least 0")):
+        with pytest.raises(SystemExit):
+            cli.parse_args("tnews", flags)
+        assert message in capsys.readouterr().err
+    for span_task in ("cmrc2018", "cluener"):
+        with pytest.raises(SystemExit):
+            cli.parse_args(span_task, ["--rdrop", "1"])
+        assert f"--rdrop does not apply to {span_task}" in capsys.readouterr().err
+    # a resume with another trick is refused
+    state = tmp_path / "tnews.state.json"
+    state.write_text(json.dumps({"flags": {"ema": 0.999, "layer_lr_decay": None, "rdrop": None}}))
+    assert {"ema", "layer_lr_decay", "rdrop"} <= set(training.RESUME_FLAGS)
+    with pytest.raises(ValueError, match="--ema 0.999 -> None"):
+        training.check_resume_flags(state, {"ema": None, "layer_lr_decay": None, "rdrop": None})
