@@ -236,3 +236,83 @@ def test_trick_flags_are_checked_and_recorded(tmp_path, capsys):
     assert {"ema", "layer_lr_decay", "rdrop"} <= set(training.RESUME_FLAGS)
     with pytest.raises(ValueError, match="--ema 0.999 -> None"):
         training.check_resume_flags(state, {"ema": None, "layer_lr_decay": None, "rdrop": None})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# R-Drop
+
+def loss_and_gradients(model, loss, x, y):
+    """(loss, [gradient per trainable variable]) of ``loss(y, model(x, training=True))`` on this backend."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        def value(trainable):
+            probs, _ = model.stateless_call(trainable, [v.value for v in model.non_trainable_variables], x,
+                                            training=True)
+            return loss(y, probs)
+
+        result, grads = jax.value_and_grad(value)([v.value for v in model.trainable_variables])
+        return np.asarray(result), [np.asarray(g) for g in grads]
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        result = loss(y, model(x, training=True))
+    grads = tape.gradient(result, model.trainable_variables)
+    return result.numpy(), [tf.convert_to_tensor(g).numpy() for g in grads]
+
+
+def twice(batch):
+    return keras.tree.map_structure(lambda a: np.repeat(a, 2, axis=0), batch)
+
+
+def test_rdrop_without_dropout_is_the_plain_loss_and_gradients():
+    model, rng = tiny_classifier(), np.random.default_rng(6)
+    x, y = token_batch(rng, batch=8)
+    plain = keras.losses.SparseCategoricalCrossentropy()
+    _, rdrop_loss = tricks.rdrop([], "sparse_categorical_crossentropy", alpha=4.0)
+    loss, grads = loss_and_gradients(model, plain, x, y)
+    x2, y2 = twice((x, y))
+    loss2, grads2 = loss_and_gradients(model, rdrop_loss, x2, y2)
+    assert abs(float(loss2) - float(loss)) <= 1e-6
+    worst = max(float(np.abs(a - b).max()) for a, b in zip(grads, grads2))
+    assert worst <= 1e-6, worst
+    assert max(float(np.abs(g).max()) for g in grads) > 1e-3   # the gradients are not all ~0
+    # with dropout, the two copies of an example get different masks: the KL term is there
+    dropped = tiny_classifier(hidden_dropout_prob=0.1)
+    probs = keras.ops.convert_to_numpy(dropped(x2, training=True))
+    assert np.abs(probs[0::2] - probs[1::2]).max() > 1e-4
+
+
+def test_rdrop_loss_is_mean_task_loss_plus_alpha_kl():
+    rng = np.random.default_rng(7)
+    probs = rng.dirichlet(np.ones(4), size=6).astype("float32")   # 3 pairs
+    probs[4:, 3] = 0.0                                            # a padding choice (c3), zero on both sides
+    probs[4:] /= probs[4:].sum(-1, keepdims=True)
+    labels = np.repeat(rng.integers(0, 3, 3), 2)
+    got = float(tricks.RDropLoss("sparse_categorical_crossentropy", 0.5)(labels, probs))
+    p, q = probs[0::2].astype("float64"), probs[1::2].astype("float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = lambda a, b: np.where(a > 0, a * np.log(a / b), 0.0).sum(-1)   # noqa: E731
+        expected = -np.log(probs[np.arange(6), labels]).mean() + 0.5 * ((kl(p, q) + kl(q, p)) / 2).mean()
+    assert np.isfinite(got) and got == pytest.approx(expected, rel=1e-5)
+
+
+def test_rdrop_batches_hold_each_example_twice():
+    from clue import batching
+
+    examples = [(np.arange(1, n + 2), np.zeros(n + 1, "int32"), n % 3) for n in range(10)]
+    train = batching.Batches(examples, batching.pad_inputs, 4, shuffle=True, seed=1)
+    doubled, _ = tricks.rdrop(train, "sparse_categorical_crossentropy", 1.0)
+    doubled.set_epoch(2)
+    assert train.epoch == 2 and len(doubled) == len(train)
+    (ids, segments), labels = train[0]
+    (ids2, segments2), labels2 = doubled[0]
+    assert np.array_equal(ids2[0::2], ids) and np.array_equal(ids2[1::2], ids)
+    assert np.array_equal(labels2, np.repeat(labels, 2))
+
+
+def test_rdrop_trains_a_task_script(tmp_path):
+    score = afqmc_run(tmp_path, "rdrop", "--epochs", "1", "--rdrop", "1")
+    assert 0 <= score <= 1
+    state = json.loads((tmp_path / "rdrop/logs/afqmc.state.json").read_text())
+    assert state["flags"]["rdrop"] == 1.0
