@@ -73,6 +73,9 @@ def build_parser(task):
                    help="R-Drop: each example twice per batch (two dropout masks); loss + ALPHA x the symmetric "
                         "KL of its two outputs. Classification and multiple choice only, not span tasks "
                         "(cmrc2018, cluener: no single distribution per example)")
+    p.add_argument("--fgm", type=float, metavar="EPSILON",
+                   help="FGM adversarial training: each step taken with the token embeddings moved by "
+                        "EPSILON x g/||g|| (g their loss gradient), then moved back (e.g. 1; TensorFlow and JAX)")
     p.add_argument("--mixed-precision", nargs="?", const="mixed_float16", default=None,
                    choices=("mixed_float16", "mixed_bfloat16"), help="Keras dtype policy (GPU: float16)")
     p.add_argument("--pooling", choices=("cls", "avg", "max"), default="cls", help="sentence vector")
@@ -221,6 +224,8 @@ def check_tricks(parser, task, args):
         parser.error(f"--layer-lr-decay must be above 0 and at most 1 (e.g. 0.9), got {args.layer_lr_decay}")
     if args.rdrop is not None and args.rdrop < 0:
         parser.error(f"--rdrop must be at least 0, got {args.rdrop}")
+    if args.fgm is not None and args.fgm < 0:
+        parser.error(f"--fgm must be at least 0, got {args.fgm}")
     if args.rdrop and not task.softmax_per_example:
         parser.error(f"--rdrop does not apply to {task.name}: it compares two output distributions per example, "
                      f"and {task.name} scores spans")

@@ -194,7 +194,7 @@ def fall_back_to_previous_backup(backup):
 # Flags a resumed run must share with the run it continues (--epochs may grow).
 RESUME_FLAGS = ("model", "optimizer", "lr", "warmup", "weight_decay", "batch_size", "grad_accum", "maxlen",
                 "mixed_precision", "pooling", "second_segment", "limit", "seed",
-                "ema", "layer_lr_decay", "rdrop")   # the tricks (clue.tricks)
+                "ema", "layer_lr_decay", "rdrop", "fgm")   # the tricks (clue.tricks)
 
 
 def check_resume_flags(state_path, flags):
@@ -237,6 +237,8 @@ def fit(model, train, evaluate, run, *, loss):
     else:   # a fresh run: forget any earlier interrupted one
         shutil.rmtree(backup, ignore_errors=True)
         state_path.unlink(missing_ok=True)
+    if args.fgm is not None:   # the same layers and variables: the caller's model learns
+        model = tricks.fgm(model, args.fgm)
     fit_batches = train
     if args.rdrop:   # each example twice per batch, the loss with the pair's KL
         fit_batches, loss = tricks.rdrop(train, loss, args.rdrop)

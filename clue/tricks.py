@@ -4,8 +4,9 @@
                            callbacks = tricks.scored_with_average([best_on_dev])
     --layer-lr-decay 0.9   optimizer = AdaFactor(lr, **tricks.optimizer_options(model, layer_lr_decay=0.9))
     --rdrop 1.0            train, loss = tricks.rdrop(train, "sparse_categorical_crossentropy", alpha=1.0)
+    --fgm 1.0              model = tricks.fgm(model, epsilon=1.0)
 
-``training.fit`` does all three from the flags. EMA is Keras's own (``use_ema``: the optimizer keeps the
+``training.fit`` does all four from the flags. EMA is Keras's own (``use_ema``: the optimizer keeps the
 average as optimizer variables, so the backup holds it and a resume is exact); ``clue.optimizers`` moves it
 only at applied updates. Dev is scored and the best weights saved with the averaged weights, which the
 test predictions then load; training goes on from the raw ones.
@@ -16,6 +17,8 @@ import re
 import keras
 import numpy as np
 from keras import ops
+
+from clue.optimizers import dense_gradient
 
 LAYER = re.compile(r"^Transformer-(\d+)-")
 
@@ -123,3 +126,70 @@ class RDropLoss(keras.losses.Loss):
 def rdrop(batches, loss, alpha):
     """(training batches, loss) for R-Drop: each example twice per batch, and ``RDropLoss``."""
     return TwiceEach(batches), RDropLoss(loss, alpha)
+
+
+TOKEN_EMBEDDING = "Embedding-Token/embeddings"
+
+
+class AdversarialModel(keras.Model):
+    """FGM adversarial training (bojone's keras_adversarial_training, blog 7234): per batch, the token
+    embedding matrix E is moved by r = epsilon x g / (||g|| + 1e-8), g the loss gradient on E; the usual
+    step is taken at E + r (its gradients, its loss in the logs), and r is taken back off. Built from a
+    functional model's inputs and outputs (``fgm``): the layers, variables and weights file are the
+    model's own. TensorFlow and JAX (a backend's train step is overridden; ``fgm`` refuses the others)."""
+
+    def __init__(self, *args, epsilon=1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.epsilon = float(epsilon)
+        paths = [v.path for v in self.trainable_variables]
+        if TOKEN_EMBEDDING not in paths:
+            raise ValueError(f"{self.name}: no {TOKEN_EMBEDDING} variable to perturb")
+        self.embedding_index = paths.index(TOKEN_EMBEDDING)
+
+    def perturbation(self, gradient):
+        gradient = ops.convert_to_tensor(dense_gradient(gradient))
+        return self.epsilon * gradient / (ops.sqrt(ops.sum(ops.square(gradient))) + 1e-8)
+
+    if keras.backend.backend() == "tensorflow":
+        def train_step(self, data):
+            import tensorflow as tf
+
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            embedding = self.trainable_variables[self.embedding_index]
+            with tf.GradientTape() as tape:
+                loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True), sample_weight=sample_weight,
+                                         training=True)
+            delta = self.perturbation(tape.gradient(loss, embedding))
+            embedding.assign_add(delta)
+            logs = super().train_step(data)
+            embedding.assign_sub(delta)
+            return logs
+
+    elif keras.backend.backend() == "jax":
+        def train_step(self, state, data):
+            import jax
+
+            trainable, non_trainable, optimizer_variables, metrics_variables = state
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            index = self.embedding_index
+
+            def embedding_loss(value):
+                values = [value if i == index else v for i, v in enumerate(trainable)]
+                y_pred, updated = self.stateless_call(values, non_trainable, x, training=True)
+                return self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                         training=True), updated
+
+            gradient, non_trainable = jax.grad(embedding_loss, has_aux=True)(trainable[index])
+            delta = self.perturbation(gradient)
+            moved = [v + delta if i == index else v for i, v in enumerate(trainable)]
+            logs, state = super().train_step((moved, non_trainable, optimizer_variables, metrics_variables), data)
+            trainable = [v - delta if i == index else v for i, v in enumerate(state[0])]
+            return logs, (trainable, *state[1:])
+
+
+def fgm(model, epsilon):
+    """``model`` (functional, with bert4keras's ``Embedding-Token``) trained with FGM at ``epsilon``
+    (``AdversarialModel``): the same layers and variables, so ``model`` itself holds what it learns."""
+    if keras.backend.backend() not in ("tensorflow", "jax"):
+        raise ValueError(f"--fgm runs on TensorFlow and JAX, not {keras.backend.backend()}")
+    return AdversarialModel(model.inputs, model.outputs, name=model.name, epsilon=epsilon)

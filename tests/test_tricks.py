@@ -1,4 +1,4 @@
-"""The leaderboard tricks (clue.tricks, issue 16): EMA, layer-wise learning-rate decay, R-Drop.
+"""The leaderboard tricks (clue.tricks, issue 16): EMA, layer-wise learning-rate decay, R-Drop, FGM.
 
 Backend-neutral (``train_on_batch``, ``fit``): CI runs them on TensorFlow; ``KERAS_BACKEND=jax pytest
 tests/test_tricks.py`` runs the same on JAX.
@@ -218,11 +218,12 @@ def test_layer_lr_decay_scales_each_layers_update(optimizer):
 def test_trick_flags_are_checked_and_recorded(tmp_path, capsys):
     from clue import cli, training
 
-    _, args = cli.parse_args("tnews", ["--ema", "0.999", "--layer-lr-decay", "0.9", "--rdrop", "1"])
-    assert (args.ema, args.layer_lr_decay, args.rdrop) == (0.999, 0.9, 1.0)
+    _, args = cli.parse_args("tnews", ["--ema", "0.999", "--layer-lr-decay", "0.9", "--rdrop", "1", "--fgm", "1"])
+    assert (args.ema, args.layer_lr_decay, args.rdrop, args.fgm) == (0.999, 0.9, 1.0, 1.0)
     for flags, message in ((["--ema", "1"], "--ema must be between 0 and 1"),
                            (["--layer-lr-decay", "0"], "--layer-lr-decay must be above 0"),
-                           (["--rdrop", "-1"], "--rdrop must be at least 0")):
+                           (["--rdrop", "-1"], "--rdrop must be at least 0"),
+                           (["--fgm", "-1"], "--fgm must be at least 0")):
         with pytest.raises(SystemExit):
             cli.parse_args("tnews", flags)
         assert message in capsys.readouterr().err
@@ -233,7 +234,7 @@ def test_trick_flags_are_checked_and_recorded(tmp_path, capsys):
     # a resume with another trick is refused
     state = tmp_path / "tnews.state.json"
     state.write_text(json.dumps({"flags": {"ema": 0.999, "layer_lr_decay": None, "rdrop": None}}))
-    assert {"ema", "layer_lr_decay", "rdrop"} <= set(training.RESUME_FLAGS)
+    assert {"ema", "layer_lr_decay", "rdrop", "fgm"} <= set(training.RESUME_FLAGS)
     with pytest.raises(ValueError, match="--ema 0.999 -> None"):
         training.check_resume_flags(state, {"ema": None, "layer_lr_decay": None, "rdrop": None})
 
@@ -311,8 +312,55 @@ def test_rdrop_batches_hold_each_example_twice():
     assert np.array_equal(labels2, np.repeat(labels, 2))
 
 
-def test_rdrop_trains_a_task_script(tmp_path):
-    score = afqmc_run(tmp_path, "rdrop", "--epochs", "1", "--rdrop", "1")
+def test_all_tricks_train_a_task_script_whose_weights_load_without_them(tmp_path):
+    tricks_flags = ["--rdrop", "1", "--fgm", "0.5", "--ema", "0.9", "--layer-lr-decay", "0.8"]
+    score = afqmc_run(tmp_path, "run", "--epochs", "1", *tricks_flags)
     assert 0 <= score <= 1
-    state = json.loads((tmp_path / "rdrop/logs/afqmc.state.json").read_text())
-    assert state["flags"]["rdrop"] == 1.0
+    state = json.loads((tmp_path / "run/logs/afqmc.state.json").read_text())
+    assert {k: state["flags"][k] for k in ("rdrop", "fgm", "ema", "layer_lr_decay")} == \
+        {"rdrop": 1.0, "fgm": 0.5, "ema": 0.9, "layer_lr_decay": 0.8}
+    predicted = (tmp_path / "run/results/afqmc_predict.json").read_text()
+    afqmc_run(tmp_path, "run", "--mode", "predict")   # the plain model loads the best weights
+    assert (tmp_path / "run/results/afqmc_predict.json").read_text() == predicted
+
+
+# ---------------------------------------------------------------------------------------------------------
+# FGM
+
+def one_step(model, weights, batch, embedding_shift=None):
+    """``model``'s weights after one AdamW step on ``batch`` from ``weights`` (the token embedding moved by
+    ``embedding_shift`` for the step and back after it, when given), and the step's loss."""
+    model.set_weights(weights)
+    embedding = next(v for v in model.trainable_variables if v.path == tricks.TOKEN_EMBEDDING)
+    if embedding_shift is not None:
+        embedding.assign(embedding + embedding_shift)
+    model.compile(optimizer=AdamW(1e-2, weight_decay=0.01), loss="sparse_categorical_crossentropy")
+    loss = model.train_on_batch(*batch)
+    if embedding_shift is not None:
+        embedding.assign(embedding - embedding_shift)
+    return [np.array(w) for w in model.get_weights()], float(loss)
+
+
+def test_fgm_with_epsilon_0_is_the_plain_step():
+    model, rng = tiny_classifier(), np.random.default_rng(8)
+    weights, batch = model.get_weights(), token_batch(rng)
+    plain, plain_loss = one_step(model, weights, batch)
+    adversarial, loss = one_step(tricks.fgm(model, 0.0), weights, batch)
+    assert loss == plain_loss
+    assert all(np.array_equal(a, b) for a, b in zip(plain, adversarial))
+
+
+def test_fgm_step_is_perturb_plain_step_unperturb():
+    model, rng = tiny_classifier(), np.random.default_rng(9)
+    weights, batch = [np.array(w) for w in model.get_weights()], token_batch(rng)
+    epsilon = 0.5
+    _, grads = loss_and_gradients(model, keras.losses.SparseCategoricalCrossentropy(), *batch)
+    g = grads[[v.path for v in model.trainable_variables].index(tricks.TOKEN_EMBEDDING)]
+    shift = epsilon * g / (np.sqrt((g.astype("float64") ** 2).sum()) + 1e-8)   # by hand, in numpy
+    by_hand, hand_loss = one_step(model, weights, batch, shift.astype("float32"))
+    adversarial, loss = one_step(tricks.fgm(model, epsilon), weights, batch)
+    plain, plain_loss = one_step(model, weights, batch)
+    assert loss == pytest.approx(hand_loss, abs=1e-6) and abs(loss - plain_loss) > 1e-4
+    worst = max(float(np.abs(a - b).max()) for a, b in zip(by_hand, adversarial))
+    assert worst <= 1e-6, worst
+    assert max(float(np.abs(a - b).max()) for a, b in zip(plain, adversarial)) > 1e-4
