@@ -266,9 +266,24 @@ def twice(batch):
     return keras.tree.map_structure(lambda a: np.repeat(a, 2, axis=0), batch)
 
 
-def test_rdrop_without_dropout_is_the_plain_loss_and_gradients():
-    model, rng = tiny_classifier(), np.random.default_rng(6)
-    x, y = token_batch(rng, batch=8)
+def choice_batch(rng, batch=4, choices=3):
+    """((token_ids, segment_ids, choice_mask), labels) for ``heads.choice_scorer``; the last choice of the
+    first two questions is padding."""
+    (ids, segments), _ = token_batch(rng, batch * choices)
+    mask = np.ones((batch, choices), "int32")
+    mask[:2, -1] = 0
+    shape = (batch, choices, ids.shape[-1])
+    return [ids.reshape(shape), segments.reshape(shape), mask], rng.integers(0, choices - 1, batch)
+
+
+@pytest.mark.parametrize("head", ["classifier", "choices"])
+def test_rdrop_without_dropout_is_the_plain_loss_and_gradients(head):
+    rng = np.random.default_rng(6)
+    if head == "classifier":
+        model, (x, y) = tiny_classifier(), token_batch(rng, batch=8)
+    else:
+        model = heads.choice_scorer(build_transformer_model(config=TINY, seed=1), 3, seed=2)
+        x, y = choice_batch(rng)
     plain = keras.losses.SparseCategoricalCrossentropy()
     _, rdrop_loss = tricks.rdrop([], "sparse_categorical_crossentropy", alpha=4.0)
     loss, grads = loss_and_gradients(model, plain, x, y)
@@ -278,6 +293,8 @@ def test_rdrop_without_dropout_is_the_plain_loss_and_gradients():
     worst = max(float(np.abs(a - b).max()) for a, b in zip(grads, grads2))
     assert worst <= 1e-6, worst
     assert max(float(np.abs(g).max()) for g in grads) > 1e-3   # the gradients are not all ~0
+    if head == "choices":
+        return
     # with dropout, the two copies of an example get different masks: the KL term is there
     dropped = tiny_classifier(hidden_dropout_prob=0.1)
     probs = keras.ops.convert_to_numpy(dropped(x2, training=True))
@@ -327,14 +344,16 @@ def test_all_tricks_train_a_task_script_whose_weights_load_without_them(tmp_path
 # ---------------------------------------------------------------------------------------------------------
 # FGM
 
-def one_step(model, weights, batch, embedding_shift=None):
+def one_step(model, weights, batch, embedding_shift=None, eager=True):
     """``model``'s weights after one AdamW step on ``batch`` from ``weights`` (the token embedding moved by
-    ``embedding_shift`` for the step and back after it, when given), and the step's loss."""
+    ``embedding_shift`` for the step and back after it, when given), and the step's loss. Eager unless
+    ``eager`` is False: tracing the tiny model's train step takes seconds."""
     model.set_weights(weights)
     embedding = next(v for v in model.trainable_variables if v.path == tricks.TOKEN_EMBEDDING)
     if embedding_shift is not None:
         embedding.assign(embedding + embedding_shift)
-    model.compile(optimizer=AdamW(1e-2, weight_decay=0.01), loss="sparse_categorical_crossentropy")
+    model.compile(optimizer=AdamW(1e-2, weight_decay=0.01), loss="sparse_categorical_crossentropy",
+                  run_eagerly=eager)
     loss = model.train_on_batch(*batch)
     if embedding_shift is not None:
         embedding.assign(embedding - embedding_shift)
@@ -358,7 +377,7 @@ def test_fgm_step_is_perturb_plain_step_unperturb():
     g = grads[[v.path for v in model.trainable_variables].index(tricks.TOKEN_EMBEDDING)]
     shift = epsilon * g / (np.sqrt((g.astype("float64") ** 2).sum()) + 1e-8)   # by hand, in numpy
     by_hand, hand_loss = one_step(model, weights, batch, shift.astype("float32"))
-    adversarial, loss = one_step(tricks.fgm(model, epsilon), weights, batch)
+    adversarial, loss = one_step(tricks.fgm(model, epsilon), weights, batch, eager=False)   # as in fit
     plain, plain_loss = one_step(model, weights, batch)
     assert loss == pytest.approx(hand_loss, abs=1e-6) and abs(loss - plain_loss) > 1e-4
     worst = max(float(np.abs(a - b).max()) for a, b in zip(by_hand, adversarial))
