@@ -62,7 +62,7 @@ class SwapAveragedWeights(keras.callbacks.Callback):
     swap copies, so training with --ema follows the run without it bit for bit."""
 
     def on_epoch_end(self, epoch, logs=None):
-        optimizer = self.model.optimizer
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)   # mixed_float16
         for variable, average in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average):
             if average is not None:
                 raw = ops.convert_to_numpy(variable)
