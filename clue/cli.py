@@ -62,6 +62,20 @@ def build_parser(task):
     p.add_argument("--warmup", type=float, default=0.1, help="adamw: warmup as a fraction of all steps")
     p.add_argument("--weight-decay", type=float, default=0.01, help="adamw only")
     p.add_argument("--grad-accum", type=int, default=task.grad_accum, help="apply the gradients every N batches")
+    # leaderboard tricks (clue.tricks); recorded in the state file like the flags above
+    p.add_argument("--ema", type=float, metavar="DECAY",
+                   help="keep a moving average of the weights (DECAY per applied update, e.g. 0.999): dev is "
+                        "scored, the best weights saved and the test set predicted with it")
+    p.add_argument("--layer-lr-decay", type=float, metavar="RATE",
+                   help="layer-wise learning rate: the top encoder layer x1, each layer below x RATE, the "
+                        "embeddings lowest; the head x1 (e.g. 0.9)")
+    p.add_argument("--rdrop", type=float, metavar="ALPHA",
+                   help="R-Drop: each example twice per batch (two dropout masks); loss + ALPHA x the symmetric "
+                        "KL of its two outputs. Classification and multiple choice only, not span tasks "
+                        "(cmrc2018, cluener: no single distribution per example)")
+    p.add_argument("--fgm", type=float, metavar="EPSILON",
+                   help="FGM adversarial training: each step taken with the token embeddings moved by "
+                        "EPSILON x g/||g|| (g their loss gradient), then moved back (e.g. 1; TensorFlow and JAX)")
     p.add_argument("--mixed-precision", nargs="?", const="mixed_float16", default=None,
                    choices=("mixed_float16", "mixed_bfloat16"), help="Keras dtype policy (GPU: float16)")
     p.add_argument("--pooling", choices=("cls", "avg", "max"), default="cls", help="sentence vector")
@@ -198,10 +212,26 @@ def parse_args(task_name, argv=None):
     for flag in ("epochs", "batch_size", "maxlen", "grad_accum", "limit"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    check_tricks(parser, task, args)
     if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
         parser.error("--tensorboard needs the tensorboard package: pip install tensorboard "
                      "(the CSV log in logs/ is always written)")
     return task, args
+
+
+def check_tricks(parser, task, args):
+    """Refuse a trick's flag that is out of range or does not apply to ``task``, before anything runs."""
+    if args.ema is not None and not 0 < args.ema < 1:
+        parser.error(f"--ema must be between 0 and 1 (e.g. 0.999), got {args.ema}")
+    if args.layer_lr_decay is not None and not 0 < args.layer_lr_decay <= 1:
+        parser.error(f"--layer-lr-decay must be above 0 and at most 1 (e.g. 0.9), got {args.layer_lr_decay}")
+    if args.rdrop is not None and args.rdrop < 0:
+        parser.error(f"--rdrop must be at least 0, got {args.rdrop}")
+    if args.fgm is not None and args.fgm < 0:
+        parser.error(f"--fgm must be at least 0, got {args.fgm}")
+    if args.rdrop and not task.softmax_per_example:
+        parser.error(f"--rdrop does not apply to {task.name}: it compares two output distributions per example, "
+                     f"and {task.name} scores spans")
 
 
 def wants_demo(task, args):

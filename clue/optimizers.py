@@ -36,13 +36,78 @@ class DenseGradients:
         return super().apply([dense_gradient(g) for g in grads], trainable_variables)
 
 
-@keras.saving.register_keras_serializable(package="clue")
-class AdamW(DenseGradients, keras.optimizers.AdamW):
-    """Keras's AdamW, given dense gradients (see the module's docstring)."""
+class LayerRatesAndAveraging:
+    """Mixin for a Keras optimizer: per-variable learning-rate multipliers, and Keras's weight average
+    (``use_ema``) moved only on the batches whose update is applied.
+
+    ``lr_multipliers`` ({variable path: factor}, the rest 1; ``clue.tricks.layer_lr_multipliers``) scales
+    each variable's step, decoupled weight decay included (as PyTorch's parameter groups): factor 1 leaves
+    the step untouched, bit for bit. Keras updates the average at every batch, also at the batches where
+    gradient accumulation only adds up; here it moves only where the weights do (``update_applied``), so
+    DECAY is per applied update whatever ``grad_accum``.
+    """
+
+    def __init__(self, *args, lr_multipliers=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lr_multipliers = {str(k): float(v) for k, v in (lr_multipliers or {}).items()}
+
+    def build(self, var_list):
+        if not self.built:
+            self._lr_factors = [self.lr_multipliers.get(v.path, 1.0) for v in var_list]
+        super().build(var_list)
+
+    def layer_rate(self, learning_rate, variable):
+        """``learning_rate`` times ``variable``'s multiplier (unchanged where it is 1)."""
+        factor = self._lr_factors[self._get_variable_index(variable)]
+        return learning_rate if factor == 1.0 else ops.multiply(learning_rate, factor)
+
+    def update_applied(self):
+        """A boolean tensor: this batch's update moves the weights; None when every batch's does."""
+        return None
+
+    def _update_model_variables_moving_average(self, trainable_variables):
+        applied = self.update_applied()
+        if applied is None:
+            return super()._update_model_variables_moving_average(trainable_variables)
+        # Keras's update (the first applied update starts the average at the weights), where applied
+        momentum = ops.multiply(ops.cast(ops.not_equal(self.iterations, 0), "float32"), self.ema_momentum)
+        for variable, average in zip(trainable_variables, self._model_variables_moving_average):
+            if average is not None:
+                rate = ops.cast(momentum, variable.dtype)
+                moved = ops.add(ops.multiply(rate, average), ops.multiply(ops.subtract(1, rate), variable))
+                average.assign(ops.where(applied, moved, ops.convert_to_tensor(average)))
+
+    def get_config(self):
+        return {**super().get_config(), "lr_multipliers": self.lr_multipliers}
 
 
 @keras.saving.register_keras_serializable(package="clue")
-class AdaFactor(DenseGradients, keras.optimizers.Optimizer):
+class AdamW(DenseGradients, LayerRatesAndAveraging, keras.optimizers.AdamW):
+    """Keras's AdamW, given dense gradients (see the module's docstring), with per-variable learning-rate
+    multipliers and the average moved at applied updates only (``LayerRatesAndAveraging``)."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        super().update_step(gradient, variable, self.layer_rate(learning_rate, variable))
+
+    def _apply_weight_decay(self, variables):
+        factors = [self._lr_factors[self._get_variable_index(v)] for v in variables]
+        scaled = [v for v, factor in zip(variables, factors) if factor != 1.0]
+        super()._apply_weight_decay([v for v, factor in zip(variables, factors) if factor == 1.0])
+        if self.weight_decay is None:
+            return
+        for variable in scaled:   # Keras's decay step, at the variable's own rate
+            if self._use_weight_decay(variable):
+                rate = ops.cast(self.layer_rate(self.learning_rate, variable), variable.dtype)
+                decay = ops.cast(self.weight_decay, variable.dtype)
+                variable.assign(variable - variable * decay * rate)
+
+    def update_applied(self):   # Keras's accumulation applies at every N-th batch
+        steps = self.gradient_accumulation_steps
+        return ops.equal(ops.mod(self._iterations + 1, steps), 0) if steps else None
+
+
+@keras.saving.register_keras_serializable(package="clue")
+class AdaFactor(DenseGradients, LayerRatesAndAveraging, keras.optimizers.Optimizer):
     """bert4keras 0.11.5's AdaFactor; defaults as the CLUE-bert4keras scripts set it.
 
     Per weight w with gradient g, at step t (batches seen, this one included):
@@ -59,6 +124,9 @@ class AdaFactor(DenseGradients, keras.optimizers.Optimizer):
     gradient starts the next sum. So the gradients of batches 0..N-1 are applied at batch N, and those of
     the batches after the last multiple of N are never applied. All state, sums included, is in
     ``variables``, so a Keras backup resumes exactly.
+
+    ``lr_multipliers`` and ``use_ema``: see ``LayerRatesAndAveraging`` (the update is learning_rate times
+    a step that does not depend on it, so a multiplier scales the update exactly).
     """
 
     def __init__(self, learning_rate=5e-4, beta1=0.9, epsilon1=1e-30, epsilon2=1e-3,
@@ -151,9 +219,14 @@ class AdaFactor(DenseGradients, keras.optimizers.Optimizer):
             update = assign(m, ops.add(ops.multiply(self.beta1, m), ops.multiply(1.0 - self.beta1, update)))
         if self.multiply_by_parameter_scale:
             update = ops.multiply(update, ops.maximum(rms(variable), self.epsilon2))
-        assign(variable, ops.subtract(variable, ops.multiply(ops.cast(learning_rate, dtype), update)))
+        rate = ops.cast(self.layer_rate(learning_rate, variable), dtype)
+        assign(variable, ops.subtract(variable, ops.multiply(rate, update)))
         if steps > 1:
             self.assign(total, ops.where(due, gradient, ops.add(ops.convert_to_tensor(total), gradient)))
+
+    def update_applied(self):   # bert4keras's accumulation applies at batches 0, N, 2N, ...
+        steps = self.grad_accum_steps
+        return ops.equal(ops.mod(self._iterations, steps), 0) if steps > 1 else None
 
     def get_config(self):
         return {**super().get_config(), "beta1": self.beta1, "epsilon1": self.epsilon1,

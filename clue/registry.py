@@ -60,6 +60,12 @@ class Task:
     check_split: object = None   # task, split, files, records -> raises DataError / warns (see check)
     head: str = "classifier"     # the model's head (clue.heads): "classifier", "choices" or "spans"
 
+    @property
+    def softmax_per_example(self):
+        """True when the model gives one softmax per example (over the labels or the choices), as R-Drop's KL
+        needs; span tasks (labels None) score pairs of positions instead."""
+        return self.labels is not None
+
     def read(self, files):
         """The records of one file or of a split's parts (c3's d- and m- files)."""
         return self.reader([files] if isinstance(files, (str, Path)) else list(files))

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from clue import interrupt, run_files
+from clue import interrupt, run_files, tricks
 from clue.optimizers import AdaFactor, AdamW
 from clue.paths import atomic_path, require_free_space, write_atomic
 
@@ -43,14 +43,15 @@ class WarmupLinear(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
 
 
-def make_optimizer(args, total_steps):
+def make_optimizer(args, total_steps, **options):
     """bert4keras's AdaFactor at a constant rate, accumulating as bert4keras (the baselines), or AdamW with
-    warmup and linear decay (Keras's accumulation: the update at every N-th batch uses the last N)."""
+    warmup and linear decay (Keras's accumulation: the update at every N-th batch uses the last N).
+    ``options`` go to either (``tricks.optimizer_options``: EMA, layer-wise learning rates)."""
     if args.optimizer == "adafactor":
-        return AdaFactor(learning_rate=args.lr, grad_accum_steps=args.grad_accum)
+        return AdaFactor(learning_rate=args.lr, grad_accum_steps=args.grad_accum, **options)
     schedule = WarmupLinear(args.lr, total_steps, round(args.warmup * total_steps))
     optimizer = AdamW(schedule, weight_decay=args.weight_decay,
-                      gradient_accumulation_steps=args.grad_accum if args.grad_accum > 1 else None)
+                      gradient_accumulation_steps=args.grad_accum if args.grad_accum > 1 else None, **options)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "norm"])
     return optimizer
 
@@ -218,7 +219,8 @@ def fall_back_to_previous_backup(backup):
 
 # Flags a resumed run must share with the run it continues (--epochs may grow).
 RESUME_FLAGS = ("model", "optimizer", "lr", "warmup", "weight_decay", "batch_size", "grad_accum", "maxlen",
-                "mixed_precision", "pooling", "second_segment", "limit", "seed")
+                "mixed_precision", "pooling", "second_segment", "limit", "seed",
+                "ema", "layer_lr_decay", "rdrop", "fgm")   # the tricks (clue.tricks)
 
 
 def check_resume_flags(state_path, flags):
@@ -276,7 +278,13 @@ def fit(model, train, evaluate, run, *, loss):
     else:   # a fresh run: forget any earlier interrupted one
         shutil.rmtree(backup, ignore_errors=True)
         state_path.unlink(missing_ok=True)
-    model.compile(optimizer=make_optimizer(args, args.epochs * len(train)), loss=loss)
+    if args.fgm is not None:   # the same layers and variables: the caller's model learns
+        model = tricks.fgm(model, args.fgm)
+    fit_batches = train
+    if args.rdrop:   # each example twice per batch, the loss with the pair's KL
+        fit_batches, loss = tricks.rdrop(train, loss, args.rdrop)
+    options = tricks.optimizer_options(model, args.ema, args.layer_lr_decay)
+    model.compile(optimizer=make_optimizer(args, args.epochs * len(train), **options), loss=loss)
     # Build the optimizer's slots now, eagerly: left to the first step (TensorFlow), they are created inside
     # the traced train function, which costs seconds per hundred variables and a second trace.
     model.optimizer.build(model.trainable_variables)
@@ -286,14 +294,14 @@ def fit(model, train, evaluate, run, *, loss):
         StopOnSignal(),
         EpochSeeds(train, args.seed),
         RoomOnDisk(backup),
-        best,
+        *tricks.scored_with_average([best], args.ema),   # --ema: dev and the best weights averaged
         # double_checkpoint: a kill while the backup is written leaves the previous epoch's copy to resume from
         keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),
         keras.callbacks.CSVLogger(str(run.dirs.logs / f"{name}.csv"), append=args.resume),
     ]
     if args.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run.dirs.logs / "tensorboard" / name)))
-    model.fit(as_fit_data(train), epochs=args.epochs, callbacks=callbacks, verbose=args.verbose, shuffle=False)
+    model.fit(as_fit_data(fit_batches), epochs=args.epochs, callbacks=callbacks, verbose=args.verbose, shuffle=False)
     if best.best is None:
         raise RuntimeError(f"{name}: no epoch finished and no earlier best score in {state_path}")
     load_model_weights(model, run.weights_path)

@@ -3,6 +3,7 @@ majority-class dev accuracy by a clear margin.
 
     python scripts/learning_check.py --data-dir ../shared/clue_data [--epochs 5] [--margin 0.10]
     python scripts/learning_check.py --optimizer adafactor --lr 5e-4   # the baselines' optimizer and rate
+    python scripts/learning_check.py --rdrop 1                         # other flags go to tasks/tnews.py
 
 Runs tasks/tnews.py in-process with the tiny preset (random init, built-in vocabulary), by default with
 AdamW at 1e-3 (the demo's setting for a model trained from scratch), then prints the majority-class
@@ -31,7 +32,7 @@ def main():
     p.add_argument("--limit", type=int, help="at most N examples per split (a quicker, weaker check)")
     p.add_argument("--optimizer", choices=("adamw", "adafactor"), default="adamw")
     p.add_argument("--lr", type=float, default=1e-3)
-    args = p.parse_args()
+    args, extra = p.parse_known_args()   # the rest (a trick: --rdrop 1, --fgm 1, ...) goes to tnews.py
 
     import tnews
     from clue.paths import find_task_dir
@@ -51,12 +52,13 @@ def main():
              "--optimizer", args.optimizer, "--lr", str(args.lr), "--maxlen", "64", "--verbose", "2"]
     if args.limit:
         flags += ["--limit", str(args.limit)]
+    flags += extra
     best = tnews.main(flags)
     wall = time.time() - start
     history = json.loads((Path(output) / "logs" / "tnews.state.json").read_text())["history"]
 
     print(f"majority-class dev accuracy: {baseline:.2%}")
-    print(f"tiny from scratch, {args.optimizer} at {args.lr:g}, best dev accuracy: {best:.2%} (per epoch: "
+    print(f"tiny from scratch, {args.optimizer} at {args.lr:g} {' '.join(extra)}, best dev accuracy: {best:.2%} (per epoch: "
           f"{', '.join(f'{h:.2%}' for h in history)})")
     print(f"epochs: {args.epochs}; wall time: {wall / 60:.1f} min; outputs in {output}")
     if best < baseline + args.margin:
