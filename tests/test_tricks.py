@@ -128,9 +128,10 @@ def h5_all(path):
 
 
 def test_ema_resumes_exactly_and_its_averages_are_in_the_backup(tmp_path):
-    afqmc_run(tmp_path, "whole", "--epochs", "2", "--ema", "0.9", "--grad-accum", "2")
-    afqmc_run(tmp_path, "cut", "--epochs", "1", "--ema", "0.9", "--grad-accum", "2")
-    afqmc_run(tmp_path, "cut", "--epochs", "2", "--ema", "0.9", "--grad-accum", "2", "--resume")
+    keep = ("--ema", "0.9", "--grad-accum", "2", "--keep-backup")   # the backups are compared
+    afqmc_run(tmp_path, "whole", "--epochs", "2", *keep)
+    afqmc_run(tmp_path, "cut", "--epochs", "1", *keep)
+    afqmc_run(tmp_path, "cut", "--epochs", "2", *keep, "--resume")
     for name in ("afqmc_backup/latest.weights.h5", "afqmc.weights.h5"):
         a, b = h5_all(tmp_path / "whole" / "weights" / name), h5_all(tmp_path / "cut" / "weights" / name)
         assert a.keys() == b.keys()
