@@ -468,8 +468,10 @@ def main(argv=None):
             order = [i[0] for i in IMPLEMENTATIONS]
             results["steps"] = sorted(kept + measured, key=lambda r: (
                 r["seq"], order.index(r["name"]) if r["name"] in order else len(order)))
-        if "e2e" in only:
-            results["e2e"] = measure_e2e(run, setting, model_dir, Path(args.data_dir))
+        if "e2e" in only:   # with --update, the tasks not run again keep their rows
+            measured = measure_e2e(run, setting, model_dir, Path(args.data_dir))
+            kept = [r for r in results.get("e2e", []) if r["task"] not in setting["tasks"]] if args.update else []
+            results["e2e"] = measured + kept
         if "tokenization" in only:
             results["tokenization"] = measure_tokenization(run, setting, args.data_dir, args.vocab)
     finally:
