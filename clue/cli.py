@@ -113,7 +113,7 @@ class Run:
         self.tokenizer = Tokenizer(str(vocab) if isinstance(vocab, Path) else vocab, self.spec.do_lower_case)
         from clue.models import spec_config
 
-        spec_config(self.spec, self.tokenizer.vocab_size)   # config, vocabulary and checkpoint agree
+        self.config = spec_config(self.spec, self.tokenizer.vocab_size)   # config, vocabulary and checkpoint agree
 
     def _check_files(self):
         """Fail before any training when a file this mode needs is missing."""

@@ -48,15 +48,13 @@ def describe(run):
     import keras
 
     import clue
-    from clue.models import spec_config
-
     args, spec = run.args, run.spec
     return {
         "task": run.task.name,
         "weights": run.weights_path.name,
         "model": {"preset": args.model, "name": spec.name, "family": spec.family,
                   "preset_path": _path(spec.preset_path),
-                  "config": spec_config(spec, run.tokenizer.vocab_size),
+                  "config": run.config,
                   "pretrained": _path(spec.checkpoint_path), "do_lower_case": spec.do_lower_case},
         "vocab": _path(spec.vocab_path) or BUILTIN_VOCAB,
         "maxlen": args.maxlen,
