@@ -34,6 +34,7 @@ setup(
             "clue-submit=clue.submit_check:main",
             "clue-convert=clue.convert:main",
             "clue-download=clue.download:main",
+            "clue-predict=clue.predict_cli:main",
         ],
     },
     extras_require={

@@ -39,18 +39,40 @@ def read_text(path):
                                                                    f"{err.start})") from None
 
 
-def iter_json_lines(path):
-    """(line number from 1, parsed object) for each non-blank line of a JSON-lines file."""
-    for number, line in enumerate(read_text(path).split("\n"), 1):
-        line = line.rstrip("\r")
-        if number == 1:
-            line = line.lstrip("\ufeff")
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(path, number, f"not valid JSON ({err.msg} at column {err.colno})") from None
+def text_lines(path, stream=None):
+    """(line number from 1, text) of every line of a UTF-8 file, a trailing "\r" and a leading U+FEFF
+    removed; from ``stream`` (a binary file: a pipe, a file too large to hold), one line at a time, when
+    given (``path`` then only names it in messages)."""
+    if stream is None:
+        lines = read_text(path).split("\n")
+    else:
+        lines = (_decoded(raw, path, number) for number, raw in enumerate(stream, 1))
+    for number, line in enumerate(lines, 1):
+        line = line.removesuffix("\n").rstrip("\r")
+        yield number, line.lstrip("\ufeff") if number == 1 else line
+
+
+def _decoded(raw, path, number):
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(path, number, f"not UTF-8 ({err.reason} at byte {err.start} of the line)") from None
+
+
+def parse_json_line(path, number, line):
+    """The JSON value of line ``number`` of ``path``."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataError(path, number, f"not valid JSON ({err.msg} at column {err.colno})") from None
+
+
+def iter_json_lines(path, stream=None):
+    """(line number from 1, parsed object) for each non-blank line of a JSON-lines file (or ``stream``, as
+    ``text_lines`` reads it)."""
+    for number, line in text_lines(path, stream):
+        if line.strip():
+            yield number, parse_json_line(path, number, line)
 
 
 def require(record, fields, path, line):
@@ -64,10 +86,11 @@ def require(record, fields, path, line):
     return record
 
 
-def load_json_lines(path, fields=()):
-    """The objects of a JSON-lines file, each checked to hold ``fields``; ``_line`` holds its line number."""
+def load_json_lines(path, fields=(), lines=None):
+    """The objects of a JSON-lines file, each checked to hold ``fields``; ``_line`` holds its line number.
+    ``lines``: (line number, object) pairs of ``path`` read already (a part of a streamed file) instead."""
     records = []
-    for line, record in iter_json_lines(path):
+    for line, record in iter_json_lines(path) if lines is None else lines:
         require(record, fields, path, line)
         record["_line"] = line
         records.append(record)
@@ -94,19 +117,20 @@ def load_labels(path, field="label"):
     return labels
 
 
-def load_classification(path, fields, labels=None, label_field="label", drop=("-",)):
+def load_classification(path, fields, labels=None, label_field="label", drop=("-",), lines=None):
     """Records of a labelled or unlabelled classification file.
 
     ``fields`` must be on every line: names of text fields, or {name: type}, the type ``str``, ``list`` (of
     strings: csl's keywords) or ``dict`` (cluewsc2020's target). Where a line has ``label_field`` its value
     (as a string) must be in ``labels`` (when given) unless it is one of ``drop`` (NLI's "-": no majority
     label), in which case the row is left out and the count printed. A file without labels (a test set)
-    keeps its ``id`` field, or gets each record's index as its id.
+    keeps its ``id`` field, or gets each record's index as its id. ``lines``: see ``load_json_lines`` (a
+    part of a file: the records keep the ids they have).
     """
     allowed = None if labels is None else {str(x) for x in labels}
     kinds = fields if isinstance(fields, dict) else dict.fromkeys(fields, str)
     records, dropped = [], 0
-    for record in load_json_lines(path, kinds):
+    for record in load_json_lines(path, kinds, lines):
         for name, kind in kinds.items():
             _expect_field(record, name, kind, path, record["_line"])
         if label_field in record:
@@ -119,15 +143,15 @@ def load_classification(path, fields, labels=None, label_field="label", drop=("-
         records.append(record)
     if dropped:
         print(f"{path}: dropped {dropped} rows labelled {' or '.join(map(repr, drop))}")
-    if records and all(label_field not in r for r in records):  # a test file: predictions need ids
+    if lines is None and records and all(label_field not in r for r in records):  # a test file: predictions need ids
         ensure_ids(records, path)
     return records
 
 
-def load_wsc(path, labels=None):
+def load_wsc(path, labels=None, lines=None):
     """cluewsc2020: a classification file whose ``target`` names two spans of ``text`` (the candidate and the
     pronoun), each checked to be at its index."""
-    records = load_classification(path, {"text": str, "target": dict}, labels)
+    records = load_classification(path, {"text": str, "target": dict}, labels, lines=lines)
     for record in records:
         line, target = record["_line"], record["target"]
         require(target, ("span1_index", "span1_text", "span2_index", "span2_text"), path, line)
@@ -292,18 +316,18 @@ def load_c3(paths):
 CHID_BLANK = re.compile(r"#idiom\d+#")   # a blank in a ChID passage (the files number them with 6 digits)
 
 
-def load_chid(path, answer_path=None, candidates=None):
+def load_chid(path, answer_path=None, candidates=None, lines=None):
     """ChID lines {"candidates": [10 idioms], "content": [passages with #idiomNNNNNN# blanks]} -> one record
     per blank: id ("#idiom000000#"), candidates, text (its passage), group (the line number: blanks of a
     line share the candidates), passage (index in content) and label (index of the right candidate, from
     ``answer_path`` = {blank: index}; None without it). ``candidates``: how many every line must have
-    (None: any number).
+    (None: any number). ``lines``: see ``load_json_lines``.
     """
     answers = None
     if answer_path is not None:
         answers = _expect(load_json(answer_path), dict, answer_path, 1, "answer file")
     records = []
-    for line, record in iter_json_lines(path):
+    for line, record in iter_json_lines(path) if lines is None else lines:
         require(record, ("candidates", "content"), path, line)
         idioms = _expect_texts(record["candidates"], path, line, "candidates")
         if candidates is not None and len(idioms) != candidates:
@@ -325,13 +349,13 @@ def load_chid(path, answer_path=None, candidates=None):
 
 
 # -- CLUENER ---------------------------------------------------------------------------------------------
-def load_cluener(path, types):
+def load_cluener(path, types, lines=None):
     """CLUENER lines {"text", "label": {type: {entity: [[start, end], ...]}}} -> records with ``text``,
     ``id`` (the line's own, or its index in a test file) and ``entities``: sorted (start, end, type) with
     ``end`` inclusive, each checked to spell its entity and to be of one of ``types``. A test file has no
-    "label": entities is None.
+    "label": entities is None. ``lines``: see ``load_classification``.
     """
-    records = load_json_lines(path, ("text",))
+    records = load_json_lines(path, ("text",), lines)
     for record in records:
         line, text = record["_line"], _expect(record["text"], str, path, record["_line"], "text")
         if "label" not in record:
@@ -350,6 +374,6 @@ def load_cluener(path, types):
                                                     f"spell the entity in the text")
                     entities.append((place[0], place[1], kind))
         record["entities"] = sorted(entities)
-    if records and all(r["entities"] is None for r in records):
+    if lines is None and records and all(r["entities"] is None for r in records):
         ensure_ids(records, path)
     return records

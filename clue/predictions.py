@@ -181,11 +181,17 @@ class Answers(Predictions):
 
     def decode(self):
         """The text of each question's best span; "" for a question without one."""
-        contexts, answers = self.meta["contexts"], []
+        return [spans[0][0] for spans in self.ranked(1)]
+
+    def ranked(self, k=1):
+        """Each question's ``k`` best listed spans, best first, as (text, first, last character of its
+        context, score); just ("", None, None, None) for a question without any."""
+        contexts, found = self.meta["contexts"], []
         for q, c in enumerate(self.meta["context_of"]):
-            found = self.scores.shape[1] and np.isfinite(self.scores[q, 0])
-            answers.append(contexts[c][self.starts[q, 0]:self.ends[q, 0] + 1] if found else "")
-        return answers
+            spans = [(contexts[c][a:b + 1], int(a), int(b), float(s))
+                     for a, b, s in zip(self.starts[q, :k], self.ends[q, :k], self.scores[q, :k]) if np.isfinite(s)]
+            found.append(spans or [("", None, None, None)])
+        return found
 
     def write_file(self, path, answers):
         submission.write_object(path, dict(zip(self.meta["ids"], answers)))

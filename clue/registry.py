@@ -59,6 +59,9 @@ class Task:
     paddlenlp_grid: tuple = ()   # ((flag, values), ...) of clue-run --grid paddlenlp; () not in that benchmark
     check_split: object = None   # task, split, files, records -> raises DataError / warns (see check)
     head: str = "classifier"     # the model's head (clue.heads): "classifier", "choices" or "spans"
+    plain_text: tuple = ()       # what one line of plain text holds, tab-separated (clue-predict); () takes none
+    json_lines: bool = True      # its files are JSON lines, read a part at a time (read(..., lines=)); else whole
+    options: str | None = None   # head "choices": the record field listing the options the answer picks from
 
     @property
     def softmax_per_example(self):
@@ -66,9 +69,11 @@ class Task:
         needs; span tasks (labels None) score pairs of positions instead."""
         return self.labels is not None
 
-    def read(self, files):
-        """The records of one file or of a split's parts (c3's d- and m- files)."""
-        return self.reader([files] if isinstance(files, (str, Path)) else list(files))
+    def read(self, files, lines=None):
+        """The records of one file or of a split's parts (c3's d- and m- files); ``lines``: (line number,
+        object) pairs of the file read already, a part of it (``json_lines`` tasks: a stream read in parts)."""
+        paths = [files] if isinstance(files, (str, Path)) else list(files)
+        return self.reader(paths) if lines is None else self.reader(paths, lines=lines)
 
     def check(self, split, files, records):
         """Raise DataError naming the file and line of the first record ``split`` cannot use: in a
@@ -125,15 +130,15 @@ def _first(folder, names):
 
 def _one(load):
     """A reader for tasks whose splits are single files."""
-    def read(paths):
+    def read(paths, **options):
         if len(paths) != 1:
             raise ValueError(f"one file expected, got {len(paths)}: {', '.join(map(str, paths))}")
-        return load(paths[0])
+        return load(paths[0], **options)
     return read
 
 
 def _classification(fields, labels):
-    return _one(lambda path: data.load_classification(path, fields, labels))
+    return _one(lambda path, **options: data.load_classification(path, fields, labels, **options))
 
 
 def _where(record, files):
@@ -146,11 +151,12 @@ def _counted(found, files, total, what):
     return _where(found[0], files), found[0].get("_line"), f"{len(found)} of {total} {what} (the first is here)"
 
 
-def _chid(path):
+def _chid(path, lines=None):
     """ChID blanks, labelled from ``<name>_answer.json`` beside the file when there is one (train, dev);
     every line has one candidate per label."""
     answers = Path(path).with_name(f"{Path(path).stem}_answer.json")
-    return data.load_chid(path, answers if answers.is_file() else None, candidates=len(TASKS["chid"].labels))
+    return data.load_chid(path, answers if answers.is_file() else None, candidates=len(TASKS["chid"].labels),
+                          lines=lines)
 
 
 def _cmrc2018_answers(task, split, files, records):
@@ -190,62 +196,64 @@ TASKS = {t.name: t for t in (
          "accuracy", (Output("afqmc_predict.json"),), demo=demo.make_afqmc,
          zip_sha256=(("5a4cb1556b833010c329fa2ad2207d9e98fc94071b7e474015e9dd7c385db4dc", 1195044, "HF-a, HF-b"),),
          zip_md5=(("3377b559bb4e61d03a35282550902ca0", "Paddle"),),
-         paddlenlp_grid=PADDLENLP_CLASSIFICATION),
+         paddlenlp_grid=PADDLENLP_CLASSIFICATION, plain_text=("sentence1", "sentence2")),
     Task("tnews", "tasks/tnews.py", _classification(("sentence",), TNEWS_LABELS), TNEWS_LABELS, "accuracy",
          _versioned("tnews"), files={**VERSIONED, "labels": ("labels.json",)},
          zip_sha256=(("2469c4205606e24118c7de08199fbd55da483b65128e1d9c1f380849797f6ce0", 4689325, "HF-a"),
                      ("77c476e70cfe0b014a81b84c6e1db2142a8a2f52f4ae0a8216aa75e673933462", 5123575, "HF-b")),
          zip_md5=(("587171233c8e8db00a3dc9bae5d2b47d", "Paddle"),),
-         paddlenlp_grid=PADDLENLP_CLASSIFICATION),
+         paddlenlp_grid=PADDLENLP_CLASSIFICATION, plain_text=("sentence",)),
     Task("iflytek", "tasks/iflytek.py", _classification(("sentence",), tuple(map(str, range(119)))),
          tuple(map(str, range(119))), "accuracy", (Output("iflytek_predict.json"),),
          files={"labels": ("labels.json",)},
          zip_sha256=(("c59b961b29f1d0bad0c5e01aa62e4a61a80e9cfb980ce89b06c000851fbb3b06", 6505938, "HF-a, HF-b"),),
          zip_md5=(("19e4b19947db126f69aae18db0da2b87", "Paddle"),),
-         paddlenlp_grid=PADDLENLP_CLASSIFICATION),
+         paddlenlp_grid=PADDLENLP_CLASSIFICATION, plain_text=("sentence",)),
     Task("cmnli", "tasks/cmnli.py", _classification(("sentence1", "sentence2"), NLI_LABELS), NLI_LABELS,
          "accuracy", (Output("cmnli_predict.json", board=None),),
          zip_sha256=(("3a3f3b1d3d27134cf11e585156f07fa050bd0a0836821c02696af0dbaa14513b", 31404066, "HF-a, HF-b"),),
          zip_md5=(("e0e8caefd9b3491220c18b466233f2ff", "Paddle"),),
-         paddlenlp_grid=PADDLENLP_CLASSIFICATION),
+         paddlenlp_grid=PADDLENLP_CLASSIFICATION, plain_text=("premise", "hypothesis")),
     Task("ocnli", "tasks/ocnli.py", _classification(("sentence1", "sentence2"), NLI_LABELS), NLI_LABELS,
          "accuracy", (Output("ocnli_50k_predict.json"),), files={"train": ("train.50k.json", "train.json")},
          zip_md5=(("acb426f6f3345076c6ce79239e7bc307", "Paddle"),),
-         paddlenlp_grid=PADDLENLP_CLASSIFICATION),
-    Task("cluewsc2020", "tasks/wsc.py", _one(lambda path: data.load_wsc(path, ("true", "false"))),
+         paddlenlp_grid=PADDLENLP_CLASSIFICATION, plain_text=("premise", "hypothesis")),
+    Task("cluewsc2020", "tasks/wsc.py", _one(lambda path, **options: data.load_wsc(path, ("true", "false"), **options)),
          ("true", "false"), "accuracy", _versioned("cluewsc"), files=VERSIONED, epochs=30,
          zip_sha256=(("5e318e8c2c88256ea66819a24348a65d0824ade15c0f02c5a14b78d240d38afb", 88526, "HF-a"),
                      ("ebe5f357b19392d601be401b2fd4246983f534809a078eab7bda1de418fb3ffe", 281384, "HF-b")),
          zip_md5=(("17abe1be3f7dd3bad5f114ba4c40ee9b", "Paddle"),),
-         paddlenlp_grid=PADDLENLP_WSC),
+         paddlenlp_grid=PADDLENLP_WSC, plain_text=("text with its spans marked",)),
     Task("csl", "tasks/csl.py", _classification({"abst": str, "keyword": list}, ("0", "1")), ("0", "1"),
          "accuracy", (Output("csl_predict.json"),),
          zip_sha256=(("795d1a2e475d59acad8236f6c5baba7a0b43d3e0508cb60f15ffbc76d5f437c4", 3234594, "HF-a, HF-b"),),
          zip_md5=(("394a2ccbf6ddd7e331be4d5d7798f0f6", "Paddle"),),
-         paddlenlp_grid=PADDLENLP_CLASSIFICATION),
+         paddlenlp_grid=PADDLENLP_CLASSIFICATION, plain_text=("keywords joined by ；", "abstract")),
     # reading comprehension, multiple choice and NER; defaults as the bert4keras baselines
     Task("cmrc2018", "tasks/cmrc2018.py", _one(data.load_cmrc2018), None, "cmrc2018_em",
          (Output("cmrc2018_predict.json"),), answer="text", gold="answers", style="object",
          files={split: (f"{split}.json", f"cmrc2018_{split}.json") for split in ("train", "dev", "test", "trial")},
          maxlen=512, batch_size=16, grad_accum=2, check_split=_cmrc2018_answers, head="spans",
+         plain_text=("question", "context"), json_lines=False,
          zip_sha256=(("6c63dc27e728ec5231aeb7d2861b4c90b6c116390582e0c44416cf3edf030b16", 3405146, "HF-a, HF-b"),),
          paddlenlp_grid=PADDLENLP_READING),
     Task("chid", "tasks/chid.py", _one(_chid), tuple(map(str, range(10))), "accuracy", _versioned("chid"),
          answer="candidate", style="object", files=VERSIONED, epochs=5, maxlen=64, batch_size=12, grad_accum=2,
-         head="choices",
+         head="choices", options="candidates",
          zip_sha256=(("4cdf93c0a9dfa43113284c501d8948bbc17bd6a55e3b0b4314a31909562ec19d", 133322133, "HF-a"),
                      ("be02dbcc41a9c237542141f53836e70a209f7a686cf894891411c7e5534f73a4", 139199202, "HF-b")),
          paddlenlp_grid=PADDLENLP_READING),
     Task("c3", "tasks/c3.py", data.load_c3, ("0", "1", "2", "3"), "accuracy", _versioned("c3"),
          files={"train": (_c3_parts("train"),), "dev": (_c3_parts("dev"),),
                 "test": ("test1.1.json", "test.json", _c3_parts("test")), "test1.0": ("test1.0.json",)},
-         maxlen=512, batch_size=4, grad_accum=4, check_split=_c3_choices, head="choices",
+         maxlen=512, batch_size=4, grad_accum=4, check_split=_c3_choices, head="choices", json_lines=False,
+         options="choices",
          zip_sha256=(("15e98a52512116efc2382c82496069ae75b7944cbd144230ef0f7f8150a1de7c", 3200727, "HF-a"),
                      ("20dfa683c57c9795129e22d8dd0c299d6b2a29fbc84758ef2ebdb8b2904d7e12", 3495930, "HF-b")),
          paddlenlp_grid=PADDLENLP_READING),
-    Task("cluener", "tasks/cluener.py", _one(lambda path: data.load_cluener(path, CLUENER_TYPES)), None,
-         "cluener_f1", (Output("cluener_predict.json", board=CLUENER),), answer="entities", maxlen=256,
-         head="spans"),
+    Task("cluener", "tasks/cluener.py", _one(lambda path, **options: data.load_cluener(path, CLUENER_TYPES, **options)),
+         None, "cluener_f1", (Output("cluener_predict.json", board=CLUENER),), answer="entities", maxlen=256,
+         head="spans", plain_text=("text",)),
 )}
 
 

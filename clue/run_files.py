@@ -17,7 +17,8 @@ Paths are absolute as the run resolved them; ``pretrained`` is the checkpoint th
 import json
 from pathlib import Path
 
-from clue.paths import write_atomic
+from clue import registry
+from clue.paths import MissingPathError, write_atomic
 
 BUILTIN_VOCAB = "builtin"
 
@@ -37,6 +38,21 @@ def description_path(weights_path):
     """``weights/<task>.model.json`` beside ``weights/<task>.weights.h5``."""
     weights_path = Path(weights_path)
     return weights_path.with_name(weights_path.name.replace(".weights.h5", ".model.json"))
+
+
+def find_description(run_dir, task=None):
+    """The ``.model.json`` of ``task`` in the output folder ``run_dir`` (``task`` may be left out when the
+    folder holds one task's model), or a MissingPathError saying what is there."""
+    weights = Path(run_dir) / "weights"
+    found = sorted(weights.glob("*.model.json"))
+    if task is not None:
+        name = registry.get(task).name
+        found = [p for p in found if p.name == f"{name}.model.json"]
+    if len(found) != 1:
+        what = f"{task}'s model" if task else "a model"
+        raise MissingPathError(f"{weights}: {what} is described by {len(found) or 'no'} .model.json files "
+                               + ("(pass task=...)" if found else "(train with this --output-dir first)"))
+    return found[0]
 
 
 def _path(value):

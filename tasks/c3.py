@@ -14,45 +14,55 @@ upstream test set is both parts: its leaderboard file answers both).
 
 import functools
 
-from clue import batching, cli, heads, metrics, multiple_choice, predictions, training
+from clue import batching, cli, heads, metrics, multiple_choice, predictions, registry, training
 
 TASK = "c3"
 NUM_CHOICES = 4
+LABELS = registry.get(TASK).labels   # a choice's index as the leaderboard file writes it: "0" ... "3"
+
+
+def examples(tokenizer, records, maxlen):   # (one sequence per choice, answer index) per question
+    return [(multiple_choice.c3_choices(tokenizer, "||".join(r["context"]), r["question"],
+                                        r["choices"][:NUM_CHOICES], maxlen), r["label"] or 0) for r in records]
+
+
+def batches(found, batch_size, shuffle=False, seed=0):   # (batch, 4, len) token ids and a mask of the real choices
+    return batching.Batches(found, functools.partial(multiple_choice.collate, num_choices=NUM_CHOICES), batch_size,
+                            shuffle, seed, length_of=multiple_choice.longest_choice)
+
+
+def head(encoder, pooling, seed=None):   # [CLS] vector -> Dense(1) per choice -> softmax over the choices
+    return heads.choice_scorer(encoder, NUM_CHOICES, pooling, seed=seed)
+
+
+def predict(model, records, found, batch_size):   # the choice probabilities of each question; the label its best
+    return predictions.Labels.of(records, batching.predict(model, batches(found, batch_size)), LABELS)
 
 
 def main(argv=None):
     run = cli.start(TASK, argv)
     args, tokenizer = run.args, run.tokenizer
 
-    def examples(records):   # (one sequence per choice, answer index) per question
-        return [(multiple_choice.c3_choices(tokenizer, "||".join(r["context"]), r["question"],
-                                            r["choices"][:NUM_CHOICES], args.maxlen), r["label"] or 0)
-                for r in records]
-
-    def batches(found, shuffle=False):   # (batch, 4, len) token ids and a mask of the real choices
-        return batching.Batches(found, functools.partial(multiple_choice.collate, num_choices=NUM_CHOICES),
-                                args.batch_size, shuffle, args.seed, length_of=multiple_choice.longest_choice)
-
     # data: the questions of the d- and m- parts
-    train = examples(run.read("train"))
-    dev = examples(run.read("dev"))
+    train = examples(tokenizer, run.read("train"), args.maxlen)
+    dev = run.read("dev")
+    dev_examples = examples(tokenizer, dev, args.maxlen)
 
-    # head: [CLS] vector -> Dense(1) per choice -> softmax over the choices
-    model = heads.choice_scorer(run.encoder(), NUM_CHOICES, args.pooling, seed=args.seed)
-
-    def predict(found):   # the choice probabilities of each question
-        return batching.predict(model, batches(found))
+    # head: a score per choice, softmax over the question's choices
+    model = head(run.encoder(), args.pooling, seed=args.seed)
 
     def evaluate(model):
-        return metrics.accuracy([label for _, label in dev], predict(dev).argmax(-1))
+        probs = predict(model, dev, dev_examples, args.batch_size).probs
+        return metrics.accuracy([r["label"] for r in dev], probs.argmax(-1))
 
     # fit, keeping the best dev epoch (or load it: --mode eval / predict)
-    training.fit(model, batches(train, shuffle=True), evaluate, run, loss="sparse_categorical_crossentropy")
+    training.fit(model, batches(train, args.batch_size, shuffle=True, seed=args.seed), evaluate, run,
+                 loss="sparse_categorical_crossentropy")
 
     # predict dev and each test file with the best weights; the label is the choice index as a string
     for split, out in run.outputs():
         records = run.read(split)
-        predictions.Labels.of(records, predict(examples(records)), run.task.labels).write(out)
+        predict(model, records, examples(tokenizer, records, args.maxlen), args.batch_size).write(out)
         print(f"wrote {out} ({len(records)} lines)")
 
 

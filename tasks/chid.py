@@ -20,50 +20,59 @@ TASK = "chid"
 NUM_CHOICES = 10
 
 
+def examples(tokenizer, records, maxlen, family):   # (one sequence per candidate, answer index) per blank
+    contexts, out = {}, []   # contexts of every blank of a passage, made once per passage
+    for r in records:
+        passage = (r["group"], r["passage"])
+        if family == "roformer_v2":   # RoFormerV2's clue/chid.py: the idiom between the sides
+            left, right = multiple_choice.blank_sides(r["text"], r["id"], maxlen - 8)
+            ids = multiple_choice.idiom_between(tokenizer, r["candidates"], left, right)
+        else:
+            if passage not in contexts:
+                contexts[passage] = multiple_choice.blank_contexts(tokenizer, r["text"], maxlen - 7)
+            context = contexts[passage][r["id"]]
+            ids = multiple_choice.chid_choices(tokenizer, r["candidates"], context, maxlen)
+        out.append((ids, r["label"] or 0))
+    return out
+
+
+def batches(found, batch_size, shuffle=False, seed=0):   # (batch, 10, len) token ids
+    return batching.Batches(found, functools.partial(multiple_choice.collate, num_choices=NUM_CHOICES), batch_size,
+                            shuffle, seed, length_of=multiple_choice.longest_choice)
+
+
+def head(encoder, pooling, seed=None):   # [CLS] vector -> Dense(1) per candidate -> softmax over the candidates
+    return heads.choice_scorer(encoder, NUM_CHOICES, pooling, seed=seed)
+
+
+def predict(model, records, found, batch_size):   # candidate probabilities; a line's blanks pick distinct ones
+    return predictions.Assignment.of(records, batching.predict(model, batches(found, batch_size)))
+
+
 def main(argv=None):
     run = cli.start(TASK, argv)
-    args, tokenizer = run.args, run.tokenizer
-
-    def examples(records):   # (one sequence per candidate, answer index) per blank
-        contexts, out = {}, []   # contexts of every blank of a passage, made once per passage
-        for r in records:
-            passage = (r["group"], r["passage"])
-            if run.spec.family == "roformer_v2":   # RoFormerV2's clue/chid.py: the idiom between the sides
-                left, right = multiple_choice.blank_sides(r["text"], r["id"], args.maxlen - 8)
-                ids = multiple_choice.idiom_between(tokenizer, r["candidates"], left, right)
-            else:
-                if passage not in contexts:
-                    contexts[passage] = multiple_choice.blank_contexts(tokenizer, r["text"], args.maxlen - 7)
-                context = contexts[passage][r["id"]]
-                ids = multiple_choice.chid_choices(tokenizer, r["candidates"], context, args.maxlen)
-            out.append((ids, r["label"] or 0))
-        return out
-
-    def batches(found, shuffle=False):   # (batch, 10, len) token ids
-        return batching.Batches(found, functools.partial(multiple_choice.collate, num_choices=NUM_CHOICES),
-                                args.batch_size, shuffle, args.seed, length_of=multiple_choice.longest_choice)
+    args, tokenizer, family = run.args, run.tokenizer, run.spec.family
 
     # data: the blanks (train and dev labelled from their *_answer.json files)
-    train = examples(run.read("train"))
+    train = examples(tokenizer, run.read("train"), args.maxlen, family)
     dev = run.read("dev")
-    dev_examples = examples(dev)
+    dev_examples = examples(tokenizer, dev, args.maxlen, family)
 
-    # head: [CLS] vector -> Dense(1) per candidate -> softmax over the candidates
-    model = heads.choice_scorer(run.encoder(), NUM_CHOICES, args.pooling, seed=args.seed)
-
-    def predict(records, found):   # candidate probabilities; the blanks of a line pick distinct ones (decode)
-        return predictions.Assignment.of(records, batching.predict(model, batches(found)))
+    # head: a score per candidate, softmax over the candidates
+    model = head(run.encoder(), args.pooling, seed=args.seed)
 
     def evaluate(model):
-        return metrics.accuracy([r["label"] for r in dev], predict(dev, dev_examples).decode())
+        picks = predict(model, dev, dev_examples, args.batch_size).decode()
+        return metrics.accuracy([r["label"] for r in dev], picks)
 
     # fit, keeping the best dev epoch (or load it: --mode eval / predict)
-    training.fit(model, batches(train, shuffle=True), evaluate, run, loss="sparse_categorical_crossentropy")
+    training.fit(model, batches(train, args.batch_size, shuffle=True, seed=args.seed), evaluate, run,
+                 loss="sparse_categorical_crossentropy")
 
     # predict dev and each test file with the best weights: {blank: candidate index}
     for split, out in run.outputs():
         records = run.read(split)
-        predict(records, examples(records)).write(out)
+        predict(model, records, examples(tokenizer, records, args.maxlen, family), args.batch_size).write(out)
         print(f"wrote {out} ({len(records)} blanks)")
 
 

@@ -19,38 +19,49 @@ TASK = "cluener"
 TYPES = CLUENER_TYPES   # one span head per entity type, in this order
 
 
+def examples(tokenizer, records, maxlen):   # sentences -> [CLS] text [SEP] with gold (type, start token, end token)
+    return ner.sentences(tokenizer, records, TYPES, maxlen)
+
+
+def batches(sentences, batch_size, shuffle=False, seed=0):   # dense (heads, len, len) targets made per batch
+    return batching.Batches(sentences, functools.partial(ner.collate, heads=len(TYPES)), batch_size, shuffle, seed,
+                            length_of=ner.sentence_length)
+
+
+def head(encoder, family, seed=None):   # one GlobalPointer head per entity type over the encoder's last layer
+    # RoFormerV2's recipe shares one query and key among the heads (EfficientGlobalPointer)
+    return heads.span_scorer(encoder, heads=len(TYPES), seed=seed, efficient=family == "roformer_v2")
+
+
+def predict(model, records, sentences, batch_size):   # every text pair's score per type; above 0: an entity
+    tables = batching.predict(model, batches(sentences, batch_size), reduce=ner.pointer_table)
+    return predictions.Entities.of(records, sentences, tables, TYPES)
+
+
 def main(argv=None):
     run = cli.start(TASK, argv)
     args, tokenizer = run.args, run.tokenizer
 
-    def batches(sentences, shuffle=False):   # dense (heads, len, len) targets made per batch
-        return batching.Batches(sentences, functools.partial(ner.collate, heads=len(TYPES)), args.batch_size,
-                                shuffle, args.seed, length_of=ner.sentence_length)
-
-    # data: sentences -> [CLS] text [SEP] with gold (type, start token, end token)
-    train = ner.sentences(tokenizer, run.read("train"), TYPES, args.maxlen)
+    # data: sentences with their gold entities
+    train = examples(tokenizer, run.read("train"), args.maxlen)
     dev = run.read("dev")
-    dev_sentences = ner.sentences(tokenizer, dev, TYPES, args.maxlen)
+    dev_sentences = examples(tokenizer, dev, args.maxlen)
 
-    # head: one GlobalPointer head per entity type over the encoder's last layer; RoFormerV2's recipe shares
-    # one query and key among the heads (EfficientGlobalPointer)
-    model = heads.span_scorer(run.encoder(), heads=len(TYPES), seed=args.seed,
-                              efficient=run.spec.family == "roformer_v2")
-
-    def predict(records, sentences):   # every text pair's score per type; the pairs above 0 are the entities
-        tables = batching.predict(model, batches(sentences), reduce=ner.pointer_table)
-        return predictions.Entities.of(records, sentences, tables, TYPES)
+    # head: a GlobalPointer head per entity type
+    model = head(run.encoder(), run.spec.family, seed=args.seed)
 
     def evaluate(model):
-        return metrics.cluener_f1([r["label"] for r in dev], predict(dev, dev_sentences).decode())
+        found = predict(model, dev, dev_sentences, args.batch_size).decode()
+        return metrics.cluener_f1([r["label"] for r in dev], found)
 
     # fit, keeping the best dev epoch (or load it: --mode eval / predict)
-    training.fit(model, batches(train, shuffle=True), evaluate, run, loss=heads.span_multilabel_crossentropy)
+    training.fit(model, batches(train, args.batch_size, shuffle=True, seed=args.seed), evaluate, run,
+                 loss=heads.span_multilabel_crossentropy)
 
     # predict dev and each test file with the best weights, one line per sentence in file order
     for split, out in run.outputs():
         records = run.read(split)
-        predict(records, ner.sentences(tokenizer, records, TYPES, args.maxlen)).write(out)
+        predict(model, records, examples(tokenizer, records, args.maxlen), args.batch_size).write(out)
         print(f"wrote {out} ({len(records)} lines)")
 
 

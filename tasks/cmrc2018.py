@@ -16,38 +16,48 @@ TASK = "cmrc2018"
 STRIDE = 128
 
 
+def examples(tokenizer, records, maxlen, train=False):   # questions -> windows over their contexts
+    return reading.windows(tokenizer, records, maxlen, STRIDE, train=train)
+
+
+def batches(windows, batch_size, shuffle=False, seed=0):
+    return batching.Batches(windows, reading.collate, batch_size, shuffle, seed, length_of=reading.window_length)
+
+
+def head(encoder, seed=None):   # one GlobalPointer over the encoder's last layer; softmax over all (start, end) pairs
+    return heads.span_scorer(encoder, heads=1, seed=seed)
+
+
+def predict(model, records, windows, batch_size):   # each question's best spans over its windows; the first wins
+    tops = batching.predict(model, batches(windows, batch_size), reduce=lambda scores: reading.top_spans(scores[0]))
+    return predictions.Answers.of(records, *reading.nbest(windows, tops, len(records)))
+
+
 def main(argv=None):
     run = cli.start(TASK, argv)
     args, tokenizer = run.args, run.tokenizer
 
-    def batches(windows, shuffle=False):
-        return batching.Batches(windows, reading.collate, args.batch_size, shuffle, args.seed,
-                                length_of=reading.window_length)
-
     # data: questions -> windows over their contexts (a training window knows where its answer lies)
-    train = reading.windows(tokenizer, run.read("train"), args.maxlen, STRIDE, train=True)
+    train = examples(tokenizer, run.read("train"), args.maxlen, train=True)
     dev = run.read("dev")
-    dev_windows = reading.windows(tokenizer, dev, args.maxlen, STRIDE)
+    dev_windows = examples(tokenizer, dev, args.maxlen)
 
-    # head: one GlobalPointer over the encoder's last layer; softmax over all (start, end) pairs
-    model = heads.span_scorer(run.encoder(), heads=1, seed=args.seed)
-
-    def predict(records, windows):   # each question's best spans over its windows; the first is the answer
-        tops = batching.predict(model, batches(windows), reduce=lambda scores: reading.top_spans(scores[0]))
-        return predictions.Answers.of(records, *reading.nbest(windows, tops, len(records)))
+    # head: one GlobalPointer over the encoder's last layer
+    model = head(run.encoder(), seed=args.seed)
 
     def evaluate(model):
-        golds, preds = [r["answers"] for r in dev], predict(dev, dev_windows).decode()
+        golds, preds = [r["answers"] for r in dev], predict(model, dev, dev_windows, args.batch_size).decode()
         print(f"dev F1 {metrics.cmrc2018_f1(golds, preds):.2%}", flush=True)
         return metrics.cmrc2018_em(golds, preds)
 
     # fit, keeping the best dev epoch (or load it: --mode eval / predict)
-    training.fit(model, batches(train, shuffle=True), evaluate, run, loss=heads.span_crossentropy)
+    training.fit(model, batches(train, args.batch_size, shuffle=True, seed=args.seed), evaluate, run,
+                 loss=heads.span_crossentropy)
 
     # predict dev and each test file with the best weights: {question id: answer text}
     for split, out in run.outputs():
         records = run.read(split)
-        predict(records, reading.windows(tokenizer, records, args.maxlen, STRIDE)).write(out)
+        predict(model, records, examples(tokenizer, records, args.maxlen), args.batch_size).write(out)
         print(f"wrote {out} ({len(records)} answers)")
 
 
