@@ -8,7 +8,7 @@ best weights beside it; see ``clue.run_files``):
     afqmc.predict([("花呗怎么还款", "花呗如何还钱")])   # a pair of texts, or records as the CLUE files
     afqmc.predict([{"sentence1": "花呗怎么还款", "sentence2": "花呗如何还钱"}], top_k=2)  # hold them
     predict.load("runs/rbt", task="cmrc2018").predict([("谁写了红楼梦？", "《红楼梦》是曹雪芹所作。")])
-    # [{"answer": "曹雪芹", "start": 7, "end": 9}]: context[start:end + 1]
+    # [{"answer": "曹雪芹", "start": 6, "end": 8}]: context[start:end + 1]
     predict.load("runs/rbt", task="cluener").predict(["浙江杭州阿里巴巴"])
     # [{"entities": [{"label": "address", "text": "浙江杭州", "start": 0, "end": 3}, ...]}]
     predict.load("runs/rbt", task="c3").predict(records)   # c3 questions, chid blanks, as clue.data reads them

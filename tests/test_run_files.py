@@ -185,7 +185,7 @@ def test_predict_load_names_what_is_missing(tmp_path):
     with pytest.raises(MissingPathError, match=r"by 2 \.model\.json files \(pass task=\.\.\.\)"):
         predict.load(tmp_path)
     with pytest.raises(ValueError, match=r"cluener\.model\.json: cluener is not a classification task"):
-        predict.load(tmp_path, task="cluener")
+        predict.Classifier(tmp_path / "weights" / "cluener.model.json")
 
 
 def test_predict_api_reproduces_tnews_leaderboard_labels_and_takes_plain_texts(tmp_path, clue_data_dir):

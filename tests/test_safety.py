@@ -164,7 +164,7 @@ print(sorted(m for m in ("tensorflow", "keras", "jax", "torch") if m in sys.modu
 
 
 def test_help_answers_without_importing_a_deep_learning_framework():
-    scripts = [*sorted((REPO / "tasks").glob("*.py")), REPO / "scripts" / "run_clue.py"]
+    scripts = [*sorted((REPO / "tasks").glob("*.py")), REPO / "scripts" / "run_clue.py", REPO / "scripts" / "predict.py"]
     proc = subprocess.run([sys.executable, "-c", HELP_OF_EACH, *map(str, scripts)], capture_output=True,
                           text=True, env=dict(ENV, PYTHONPATH=str(REPO)), timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
