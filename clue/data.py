@@ -10,8 +10,9 @@
 
 Lines are split on "\\n" only (iflytek's test set has U+2028 inside strings, which ``str.splitlines`` would
 break on); a trailing "\\r" (C3 uses CRLF), a leading U+FEFF and blank lines are ignored. Any problem raises
-``DataError`` naming the file and the line. Which files a task has, and which reader reads them, is
-``clue.registry``'s to say.
+``DataError`` naming the file and the line. ``text_lines`` also reads a stream a line at a time, and the
+JSON-lines readers take a part of a file read so (``lines=``): clue-predict streams its input. Which files
+a task has, and which reader reads them, is ``clue.registry``'s to say.
 """
 
 import json
@@ -40,7 +41,7 @@ def read_text(path):
 
 
 def text_lines(path, stream=None):
-    """(line number from 1, text) of every line of a UTF-8 file, a trailing "\r" and a leading U+FEFF
+    """(line number from 1, text) of every line of a UTF-8 file, a trailing "\\r" and a leading U+FEFF
     removed; from ``stream`` (a binary file: a pipe, a file too large to hold), one line at a time, when
     given (``path`` then only names it in messages)."""
     if stream is None:
@@ -67,10 +68,9 @@ def parse_json_line(path, number, line):
         raise DataError(path, number, f"not valid JSON ({err.msg} at column {err.colno})") from None
 
 
-def iter_json_lines(path, stream=None):
-    """(line number from 1, parsed object) for each non-blank line of a JSON-lines file (or ``stream``, as
-    ``text_lines`` reads it)."""
-    for number, line in text_lines(path, stream):
+def iter_json_lines(path):
+    """(line number from 1, parsed object) for each non-blank line of a JSON-lines file."""
+    for number, line in text_lines(path):
         if line.strip():
             yield number, parse_json_line(path, number, line)
 

@@ -62,7 +62,8 @@ def parse_args(argv=None):
 
 def inputs(task, name, stream, chunk):
     """The inputs of ``stream`` (named ``name``) in lists of about ``chunk``: records as the task's reader
-    reads them, or tuples of texts from plain-text lines; a whole-file JSON format is read from ``name``."""
+    reads them, or tuples of texts from plain-text lines (a first line opening with "{" or "[" is JSON); a
+    whole-file JSON format (cmrc2018, c3) is read from ``name``."""
     lines = ((number, line) for number, line in text_lines(name, stream) if line.strip())
     first = next(lines, None)
     if first is None:
@@ -71,8 +72,8 @@ def inputs(task, name, stream, chunk):
     if first[1].lstrip()[:1] in ("{", "["):
         if not task.json_lines:
             if name == STDIN:
-                raise DataError(name, first[0], f"{task.name}'s JSON file is read from a file (--input FILE); "
-                                                f"stdin takes plain text ({'<TAB>'.join(task.plain_text)})")
+                plain = f"; stdin takes plain text ({'<TAB>'.join(task.plain_text)})" if task.plain_text else ""
+                raise DataError(name, first[0], f"{task.name}'s JSON file is read from a file (--input FILE){plain}")
             records = task.read(name)
             for start in range(0, len(records), chunk):
                 yield records[start:start + chunk]

@@ -21,6 +21,7 @@ NUM_CHOICES = 4
 LABELS = registry.get(TASK).labels   # a choice's index as the leaderboard file writes it: "0" ... "3"
 
 
+# the task's pieces, which main() puts together and clue.predict (clue-predict) predicts with
 def examples(tokenizer, records, maxlen):   # (one sequence per choice, answer index) per question
     return [(multiple_choice.c3_choices(tokenizer, "||".join(r["context"]), r["question"],
                                         r["choices"][:NUM_CHOICES], maxlen), r["label"] or 0) for r in records]

@@ -20,6 +20,7 @@ TASK = "chid"
 NUM_CHOICES = 10
 
 
+# the task's pieces, which main() puts together and clue.predict (clue-predict) predicts with
 def examples(tokenizer, records, maxlen, family):   # (one sequence per candidate, answer index) per blank
     contexts, out = {}, []   # contexts of every blank of a passage, made once per passage
     for r in records:

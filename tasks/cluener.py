@@ -19,6 +19,7 @@ TASK = "cluener"
 TYPES = CLUENER_TYPES   # one span head per entity type, in this order
 
 
+# the task's pieces, which main() puts together and clue.predict (clue-predict) predicts with
 def examples(tokenizer, records, maxlen):   # sentences -> [CLS] text [SEP] with gold (type, start token, end token)
     return ner.sentences(tokenizer, records, TYPES, maxlen)
 

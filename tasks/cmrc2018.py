@@ -16,6 +16,7 @@ TASK = "cmrc2018"
 STRIDE = 128
 
 
+# the task's pieces, which main() puts together and clue.predict (clue-predict) predicts with
 def examples(tokenizer, records, maxlen, train=False):   # questions -> windows over their contexts
     return reading.windows(tokenizer, records, maxlen, STRIDE, train=train)
 

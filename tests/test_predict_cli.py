@@ -133,3 +133,18 @@ def test_a_bad_line_past_the_first_chunk_ends_the_command_with_nothing_written(r
     assert proc.stderr.splitlines() == [f"error: {pairs}:61: afqmc takes 2 tab-separated texts "
                                         f"(sentence1<TAB>sentence2) a line, got 1"]
     assert sorted(tmp_path.iterdir()) == [pairs]
+
+
+def test_input_is_read_a_chunk_at_a_time_each_written_before_the_next_is_read(runs, monkeypatch):
+    _, _, out = runs["tnews"]
+    printed = io.StringIO()
+
+    def titles():   # stdin's lines: the 51st is read only once the first chunk's 50 answers are out
+        for i in range(60):
+            assert i != 50 or printed.getvalue().count("\n") == 50, "line 51 read before chunk 1 was written"
+            yield f"标题{i}\n".encode()
+
+    monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": titles()}))
+    with contextlib.redirect_stdout(printed):
+        predict_cli.main(["tnews", "--run", str(out), "--batch-size", "1", "--quiet"])
+    assert printed.getvalue().count("\n") == 60
