@@ -9,7 +9,6 @@ each value. Variables the encoder does not use (the NSP pooler, optimizer slots)
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from clue import registry, run_files
 from clue.checkpoints import (CheckpointError, SafetensorsCheckpoint, TFCheckpoint, count_layers, encoder_of,
                               hf_name, load_weights, open_checkpoint, variable_names)
 from clue.models import FAMILIES, REQUIRED, build_transformer_model, family_of
-from clue.paths import FILE_MODE, WriteError, write_atomic
+from clue.paths import FILE_MODE, WriteError, atomic_folder, write_atomic
 from clue.presets import read_json
 
 # Config entries no weight shape records: a config must give them (conversion does not need them).
@@ -369,10 +368,7 @@ def convert_fine_tuned(described, dst):
                          f"({dst.name}, {', '.join(FINE_TUNED_FILES)})")
     encoder, description, dropped = fine_tuned_encoder(described)
     model, family = description["model"], description["model"]["family"]
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    os.chmod(tmp, FILE_MODE | (FILE_MODE & 0o444) >> 2)   # mkdtemp's 0700 would hide the folder from others
-    try:
+    with atomic_folder(folder) as tmp:   # replaces the empty folder, if any
         kind, count = write_checked(encoder, model["config"], family, False, tmp / dst.name)
         write_atomic(tmp / "bert_config.json", json.dumps(model["config"], indent=1) + "\n")
         run_files.write_vocab(description, tmp / "vocab.txt", described)
@@ -382,11 +378,6 @@ def convert_fine_tuned(described, dst):
                   "files": {"config": "bert_config.json", "checkpoint": dst.name, "vocab": "vocab.txt"},
                   "do_lower_case": model["do_lower_case"]}
         write_atomic(tmp / "preset.json", json.dumps(preset, indent=1, ensure_ascii=False) + "\n")
-        if folder.exists():
-            folder.rmdir()   # empty, checked above
-        os.rename(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return [f"{described} -> {dst} ({kind}): the fine-tuned {family} encoder of {description['task']}, {count} "
             f"variables written and read back equal, with {', '.join(FINE_TUNED_FILES)}",
             f"left out (the task head): {', '.join(dropped)}",

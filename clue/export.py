@@ -23,16 +23,14 @@ with ``clue.predict.load`` from the run folder alone.
 import importlib.util
 import json
 import os
-import shutil
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from clue import run_files
-from clue.paths import FILE_MODE, WriteError
+from clue.paths import WriteError, atomic_folder, write_atomic
 
 FORMATS = ("keras", "saved_model", "onnx")
 MODEL_FILES = {"keras": "model.keras", "saved_model": "saved_model", "onnx": "model.onnx"}
@@ -130,11 +128,8 @@ def export(model, fmt, out, description):
     out = Path(out)
     check_format(fmt)
     check_new(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    os.chmod(tmp, FILE_MODE | (FILE_MODE & 0o444) >> 2)   # mkdtemp's 0700 would hide the folder from others
-    try:
-        name = MODEL_FILES[fmt]
+    name = MODEL_FILES[fmt]
+    with atomic_folder(out) as tmp:
         probe = probe_inputs(model, description["model"]["config"]["vocab_size"])
         expected = outputs_of(model, probe)   # first: the ONNX export needs a model that has been called
         write_model(model, fmt, tmp / name)
@@ -151,11 +146,8 @@ def export(model, fmt, out, description):
             "inputs": [{"name": n, "dtype": "int32", "shape": list(spec.shape)}
                        for n, spec in zip(input_names, model.inputs)],
             "outputs": [{"name": n, "shape": list(spec.shape)} for n, spec in zip(output_names, model.outputs)]}
-        (tmp / "model.json").write_text(json.dumps(exported, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_atomic(tmp / "model.json", json.dumps(exported, indent=1, ensure_ascii=False) + "\n")
         check_new(out)
-        os.rename(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return [f"{out}: {description['task']} as {fmt} ({out / name}, vocab.txt, model.json); "
             f"outputs equal the Keras model's to {error:.1g} on a random batch"]
 
