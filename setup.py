@@ -2,6 +2,10 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
+# clue-export --format onnx: Keras's model.export converts with tf2onnx and onnx (tf2onnx 1.16 pins
+# protobuf~=3.20, which TensorFlow 2.21's protobuf>=6.31 excludes; 1.17 does not); onnxruntime runs the result.
+ONNX = ["tf2onnx==1.17.0", "onnx==1.23.2", "onnxruntime==1.32.0"]
+
 setup(
     name="clue",
     version="0.1.0",
@@ -33,12 +37,14 @@ setup(
             "clue-evaluate=clue.evaluate:main",
             "clue-submit=clue.submit_check:main",
             "clue-convert=clue.convert:main",
+            "clue-export=clue.export:main",
             "clue-download=clue.download:main",
             "clue-predict=clue.predict_cli:main",
         ],
     },
     extras_require={
         # bert4keras itself pins keras<=2.3.1, so it is installed with --no-deps (see README).
-        "test": ["pytest>=8", "tf-keras>=2.21,<2.22", "jax[cpu]"],
+        "test": ["pytest>=8", "tf-keras>=2.21,<2.22", "jax[cpu]", *ONNX],
+        "onnx": ONNX,
     },
 )

@@ -65,6 +65,15 @@ def variable_names(model):
     return pairs
 
 
+def encoder_of(model):
+    """The encoder a task model holds: the model itself when the encoder's layers are its own (the classifier
+    and span heads), else the sub-model that holds them (the choice heads apply the encoder per choice)."""
+    for candidate in (model, *(layer for layer in model.layers if hasattr(layer, "get_layer"))):
+        if _get(candidate, "Embedding-Token") is not None:
+            return candidate
+    raise CheckpointError(f"{model.name}: no encoder in it (no layer Embedding-Token)")
+
+
 def _get(model, name):
     try:
         return model.get_layer(name)

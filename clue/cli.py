@@ -295,15 +295,23 @@ def start(task_name, argv=None):
     return Run(task, args, task_dir, banner)
 
 
-def run(main):
-    """Run a task script's ``main``: a missing path, bad data, a bad preset, config, vocabulary or checkpoint
-    ends with its message (naming the file and line, key or variable) and exit status 1, not a traceback."""
-    from clue import interrupt
+def user_errors():
+    """The exceptions that mean bad input (a missing path, a busy or unwritable output, bad data, a bad
+    preset, config, vocabulary or checkpoint): their message is the ``error:`` line, not a traceback."""
     from clue.checkpoints import CheckpointError
     from clue.data import DataError
     from clue.presets import ConfigError
     from clue.tokenizer import VocabError
 
+    return MissingPathError, OutputBusyError, WriteError, DataError, CheckpointError, ConfigError, VocabError
+
+
+def run(main):
+    """Run a task script's ``main``: a missing path, bad data, a bad preset, config, vocabulary or checkpoint
+    ends with its message (naming the file and line, key or variable) and exit status 1, not a traceback."""
+    from clue import interrupt
+
+    errors = user_errors()
     interrupt.install()
     try:
         main()
@@ -312,6 +320,5 @@ def run(main):
         where = f" at epoch {epoch}" if epoch else ""
         print(f"interrupted{where}; rerun with --resume to continue", file=sys.stderr, flush=True)
         sys.exit(130)
-    except (MissingPathError, OutputBusyError, WriteError, DataError, CheckpointError, ConfigError,
-            VocabError) as err:
+    except errors as err:
         sys.exit(f"error: {err}")

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from clue.checkpoints import (CheckpointError, SafetensorsCheckpoint, TFCheckpoint, count_layers, hf_name,
-                              load_weights, open_checkpoint, variable_names)
+from clue import registry, run_files
+from clue.checkpoints import (CheckpointError, SafetensorsCheckpoint, TFCheckpoint, count_layers, encoder_of,
+                              hf_name, load_weights, open_checkpoint, variable_names)
 from clue.models import FAMILIES, REQUIRED, build_transformer_model, family_of
+from clue.paths import FILE_MODE, WriteError, atomic_folder, write_atomic
 from clue.presets import read_json
 
 # Config entries no weight shape records: a config must give them (conversion does not need them).
@@ -219,6 +221,7 @@ def write_safetensors(path, variables, prefix=""):
         tensors[key] = np.ascontiguousarray(value.T if name.endswith("/kernel") else value)
     tmp = _tmp_beside(path, ".tmp")
     save_file(tensors, tmp, metadata={"format": "pt"})
+    os.chmod(tmp, FILE_MODE)   # safetensors writes 0600, which would hide the file from others
     os.replace(tmp, path)
     return Path(path)
 
@@ -259,14 +262,14 @@ def load_source(src, config_path=None, family=None):
     return model, config, fam, has_mlm, dropped, notes
 
 
-def convert(src, dst, config_path=None, family=None):
-    """Write ``src``'s encoder weights to ``dst`` (format from its name) and check them; returns report lines."""
-    src, dst = Path(src), Path(dst)
+def write_checked(model, config, fam, has_mlm, dst):
+    """Write the encoder ``model``'s weights to ``dst`` (format from its name), read them back and compare
+    every value; returns (format, variables written)."""
     if format_of(dst) == "tf" and dst.suffix in (".bin", ".pt", ".pth"):
         raise CheckpointError(f"{dst}: writing PyTorch pickles is not supported; use .safetensors")
-    model, config, fam, has_mlm, dropped, notes = load_source(src, config_path, family)
-    pairs = variable_names(model)
-    values = {name: np.asarray(variable.numpy()) for variable, name in pairs}
+    if format_of(dst) == "h5" and not dst.name.endswith(".weights.h5"):
+        raise CheckpointError(f"{dst}: Keras weights files must end in .weights.h5")
+    values = {name: np.asarray(variable.numpy()) for variable, name in variable_names(model)}
     kind = format_of(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     if kind == "tf":
@@ -274,11 +277,8 @@ def convert(src, dst, config_path=None, family=None):
     elif kind == "safetensors":
         write_safetensors(dst, values, HF_PREFIX[fam] if has_mlm else "")
     else:
-        if not dst.name.endswith(".weights.h5"):
-            raise CheckpointError(f"{dst}: Keras weights files must end in .weights.h5")
         write_h5(model, dst)
 
-    # read the target back and compare every value
     if kind == "h5":
         check = _build(config, fam, has_mlm)
         check.load_weights(str(dst))
@@ -289,11 +289,99 @@ def convert(src, dst, config_path=None, family=None):
     bad = [name for name in values if not np.array_equal(values[name], back[name])]
     if bad:
         raise CheckpointError(f"{dst}: read back differs for {', '.join(bad[:5])}")
+    return kind, len(values)
+
+
+def convert(src, dst, config_path=None, family=None, task=None):
+    """Write ``src``'s encoder weights to ``dst`` (format from its name) and check them; returns report lines.
+    ``src`` may be a training run's output folder (``task`` picks one of its models), or its ``.model.json`` or
+    ``.weights.h5``: then the fine-tuned encoder is written (see ``convert_fine_tuned``)."""
+    src, dst = Path(src), Path(dst)
+    described = fine_tuned_description(src, config_path, task)
+    if described is not None:
+        return convert_fine_tuned(described, dst)
+    if task is not None:
+        raise CheckpointError(f"--task {task}: {src} is not a training run's output folder")
+    model, config, fam, has_mlm, dropped, notes = load_source(src, config_path, family)
+    kind, count = write_checked(model, config, fam, has_mlm, dst)
     lines = notes + [f"{src} -> {dst} ({kind}): {fam} encoder{' with MLM head' if has_mlm else ''}, "
-                     f"{len(values)} variables written and read back equal"]
+                     f"{count} variables written and read back equal"]
     if dropped:
         lines.append(f"left out (the encoder does not use them): {', '.join(dropped)}")
     return lines
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fine-tuned encoders: a run's best weights (the whole task model), described by its .model.json
+
+
+def fine_tuned_description(src, config_path=None, task=None):
+    """The ``.model.json`` to convert when ``src`` is a training run's output folder, a ``.model.json``, or a
+    ``.weights.h5`` with its ``.model.json`` beside it (or given as ``config_path``); None otherwise."""
+    if src.is_dir() and (src / "weights").is_dir():
+        return run_files.find_description(src, task)
+    if src.name.endswith(run_files.DESCRIPTION_SUFFIX):
+        described = src
+    elif format_of(src) == "h5" and (config_path is None or str(config_path).endswith(run_files.DESCRIPTION_SUFFIX)):
+        described = Path(config_path) if config_path is not None else run_files.description_path(src)
+        if not described.is_file():
+            return None
+        weights = described.with_name(run_files.read_description(described)["weights"])
+        if weights.resolve() != src.resolve():
+            raise CheckpointError(f"{described}: describes {weights}, not {src}")
+    else:
+        return None
+    held = run_files.read_description(described)["task"]
+    if task is not None and registry.get(task).name != held:
+        raise CheckpointError(f"--task {task}: {described} describes the {held} model")
+    return described
+
+
+def fine_tuned_encoder(described):
+    """(the encoder, built from the run's config and holding the fine-tuned weights, the description, the task
+    model's weights it leaves out) of the run model ``described`` (its ``.model.json``)."""
+    from clue import predict
+
+    if described.parent.name != "weights":
+        raise CheckpointError(f"{described}: not in a run's weights/ folder (pass the run's output folder)")
+    description = run_files.read_description(described)
+    model = predict.load(described.parent.parent, task=description["task"]).model
+    trained = {name: variable for variable, name in variable_names(encoder_of(model))}
+    encoder = build_transformer_model(config=description["model"]["config"], model=description["model"]["family"])
+    for variable, name in variable_names(encoder):
+        variable.assign(trained[name])
+    kept = {id(v) for v in trained.values()}
+    return encoder, description, [v.path for v in model.weights if id(v) not in kept]
+
+
+FINE_TUNED_FILES = ("bert_config.json", "vocab.txt", "preset.json")
+
+
+def convert_fine_tuned(described, dst):
+    """Write the encoder of the run model ``described`` (its ``.model.json``) to ``dst`` (format from its
+    name), its head left out, with ``bert_config.json``, ``vocab.txt`` and ``preset.json`` beside it: a model
+    folder for ``--model <folder>/preset.json --model-dir <folder>``. The folder must be new or empty; it is
+    written under a temporary name and renamed when complete."""
+    folder = dst.parent
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise WriteError(f"{folder}: not an empty folder; a fine-tuned encoder goes into a new one "
+                         f"({dst.name}, {', '.join(FINE_TUNED_FILES)})")
+    encoder, description, dropped = fine_tuned_encoder(described)
+    model, family = description["model"], description["model"]["family"]
+    with atomic_folder(folder) as tmp:   # replaces the empty folder, if any
+        kind, count = write_checked(encoder, model["config"], family, False, tmp / dst.name)
+        write_atomic(tmp / "bert_config.json", json.dumps(model["config"], indent=1) + "\n")
+        run_files.write_vocab(description, tmp / "vocab.txt", described)
+        preset = {"name": f"{model['name']}-{description['task']}", "family": family,
+                  "description": f"the encoder of {description['task']} fine-tuned from {model['name']} "
+                                 f"({described.parent.parent.resolve()})",
+                  "files": {"config": "bert_config.json", "checkpoint": dst.name, "vocab": "vocab.txt"},
+                  "do_lower_case": model["do_lower_case"]}
+        write_atomic(tmp / "preset.json", json.dumps(preset, indent=1, ensure_ascii=False) + "\n")
+    return [f"{described} -> {dst} ({kind}): the fine-tuned {family} encoder of {description['task']}, {count} "
+            f"variables written and read back equal, with {', '.join(FINE_TUNED_FILES)}",
+            f"left out (the task head): {', '.join(dropped)}",
+            f"train from it: --model {folder / 'preset.json'} --model-dir {folder}"]
 
 
 def main(argv=None):
@@ -301,11 +389,17 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(
         description="Convert encoder weights between a Google TF checkpoint (a prefix such as "
-                    "bert_model.ckpt), HF safetensors (*.safetensors) and Keras *.weights.h5; or --inspect one.")
-    parser.add_argument("source", help="weights file (TF checkpoint prefix or folder, .safetensors, .weights.h5)")
+                    "bert_model.ckpt), HF safetensors (*.safetensors) and Keras *.weights.h5; or --inspect one. "
+                    "From a training run's output folder (or its weights/<task>.weights.h5 or .model.json): its "
+                    "fine-tuned encoder, the task head left out, into a new model folder with bert_config.json, "
+                    "vocab.txt and preset.json (--model FOLDER/preset.json --model-dir FOLDER).")
+    parser.add_argument("source", help="weights file (TF checkpoint prefix or folder, .safetensors, .weights.h5), "
+                                       "or a training run's output folder")
     parser.add_argument("target", nargs="?", help="output; its name picks the format")
-    parser.add_argument("--config", help="bert_config.json / config.json (default: one beside the source)")
+    parser.add_argument("--config", help="bert_config.json / config.json (default: one beside the source); "
+                                         "for a run's .weights.h5, its .model.json (default: the one beside it)")
     parser.add_argument("--family", choices=tuple(FAMILIES), help="default: read off the weights")
+    parser.add_argument("--task", help="which model of a run folder holding several")
     parser.add_argument("--inspect", action="store_true", help="list variables and shapes and check a config")
     args = parser.parse_args(argv)
 
@@ -313,15 +407,17 @@ def main(argv=None):
     if config is None:
         folder = Path(args.source) if Path(args.source).is_dir() else Path(args.source).parent
         config = next((str(folder / n) for n in ("bert_config.json", "config.json") if (folder / n).is_file()), None)
+    from clue import cli
+
     try:
         if args.inspect:
             lines = inspect(args.source, config, args.family)
         else:
             if not args.target:
                 parser.error("give a target file, or --inspect")
-            lines = convert(args.source, args.target, config, args.family)
-    except (CheckpointError, ValueError, OSError) as err:
-        print(f"error: {err}")
+            lines = convert(args.source, args.target, config, args.family, args.task)
+    except (*cli.user_errors(), ValueError, OSError, KeyError) as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}")
         return 1
     print("\n".join(lines))
     return 0

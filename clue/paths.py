@@ -158,6 +158,29 @@ def atomic_path(path, suffix=".tmp"):
         Path(tmp).unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def atomic_folder(path):
+    """A temporary folder beside ``path`` for the block to fill; renamed to ``path`` when the block ends (an
+    empty folder there is replaced), removed when it raises, so a folder of files is there whole or not at
+    all."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as err:
+        raise WriteError(f"{path}: cannot be written ({err.strerror or err})") from None
+    os.chmod(tmp, FILE_MODE | (FILE_MODE & 0o444) >> 2)   # mkdtemp's 0700 would hide it from others
+    try:
+        yield tmp
+        os.rename(tmp, path)
+    except OSError as err:
+        if err.errno not in WRITE_FAILURES | {errno.ENOTEMPTY, errno.EEXIST}:
+            raise
+        raise WriteError(f"{path}: could not be written ({err.strerror or err}); nothing was written") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_atomic(path, text):
     """``text`` written to ``path`` (UTF-8, "\\n" line ends, synced to disk) through ``atomic_path``."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:

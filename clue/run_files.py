@@ -15,12 +15,14 @@ Paths are absolute as the run resolved them; ``pretrained`` is the checkpoint th
 """
 
 import json
+import shutil
 from pathlib import Path
 
 from clue import registry
-from clue.paths import MissingPathError, write_atomic
+from clue.paths import MissingPathError, atomic_path, write_atomic
 
 BUILTIN_VOCAB = "builtin"
+DESCRIPTION_SUFFIX = ".model.json"
 
 
 def weights_path(weights_dir, task_name):
@@ -37,22 +39,26 @@ def backup_path(weights_dir, task_name):
 def description_path(weights_path):
     """``weights/<task>.model.json`` beside ``weights/<task>.weights.h5``."""
     weights_path = Path(weights_path)
-    return weights_path.with_name(weights_path.name.replace(".weights.h5", ".model.json"))
+    return weights_path.with_name(weights_path.name.replace(".weights.h5", DESCRIPTION_SUFFIX))
 
 
 def find_description(run_dir, task=None):
-    """The ``.model.json`` of ``task`` in the output folder ``run_dir`` (``task`` may be left out when the
-    folder holds one task's model), or a MissingPathError saying what is there."""
-    weights = Path(run_dir) / "weights"
-    found = sorted(weights.glob("*.model.json"))
+    """The ``weights/<task>.model.json`` of the output folder ``run_dir``: ``task``'s, or with ``task`` None
+    the folder's only one. A MissingPathError says what the folder holds otherwise (``--task`` picks one)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise MissingPathError(f"{run_dir}: no such folder (give the --output-dir of a training run)")
+    weights = run_dir / "weights"
+    found = {p.name[:-len(DESCRIPTION_SUFFIX)]: p for p in sorted(weights.glob(f"*{DESCRIPTION_SUFFIX}"))}
+    held = f"it holds the models of {', '.join(found)}" if found else "it holds no model (train into it first)"
     if task is not None:
         name = registry.get(task).name
-        found = [p for p in found if p.name == f"{name}.model.json"]
+        if name not in found:
+            raise MissingPathError(f"{weights}: no {name}{DESCRIPTION_SUFFIX}: {held}")
+        return found[name]
     if len(found) != 1:
-        what = f"{task}'s model" if task else "a model"
-        raise MissingPathError(f"{weights}: {what} is described by {len(found) or 'no'} .model.json files "
-                               + ("(pass task=...)" if found else "(train with this --output-dir first)"))
-    return found[0]
+        raise MissingPathError(f"{weights}: {held}" + ("; pick one with --task" if found else ""))
+    return next(iter(found.values()))
 
 
 def _path(value):
@@ -92,3 +98,18 @@ def write_description(weights_path, description):
 def read_description(path):
     """The description in ``path`` (a ``.model.json``)."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_vocab(description, path, where="the description"):
+    """The vocabulary of the run ``description`` (read from ``where``) as a vocab.txt at ``path``: the run's
+    file copied byte for byte, or the built-in one written out a token a line."""
+    vocab = description["vocab"]
+    if vocab == BUILTIN_VOCAB:
+        from clue.tokenizer import builtin_vocab
+
+        return write_atomic(path, "".join(f"{token}\n" for token in builtin_vocab()))
+    if not Path(vocab).is_file():
+        raise MissingPathError(f"{where}: its vocabulary {vocab} is not there any more")
+    with atomic_path(path) as tmp:
+        shutil.copyfile(vocab, tmp)
+    return Path(path)

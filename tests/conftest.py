@@ -39,3 +39,12 @@ def clue_data_dir():
 def vocab_path():
     """The real 21,128-token Chinese BERT vocabulary."""
     return _need(_shared_root() / "vocab" / "chinese_bert_vocab.txt", "the shared Chinese BERT vocabulary")
+
+
+@pytest.fixture(scope="session")
+def afqmc_run(tmp_path_factory, clue_data_dir):
+    """(argv, output folder, printed dev score) of one tiny afqmc run on the real data, trained once for the
+    test files that read what it left; a test that changes the folder puts it back as it was."""
+    from tiny_runs import afqmc_run
+
+    return afqmc_run(tmp_path_factory.mktemp("afqmc"), clue_data_dir)

@@ -1,9 +1,7 @@
 """What a run leaves for later use: the best weights (the model's alone) with the JSON that rebuilds the
 model beside them, and eval mode scoring them as the run did (tiny model, real data, --limit)."""
 
-import contextlib
 import importlib
-import io
 import json
 import subprocess
 import sys
@@ -13,6 +11,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from tiny_runs import run_quietly  # (afqmc_run, the tiny afqmc run, is conftest's)
 
 from clue import predict, predictions, registry
 from clue.paths import MissingPathError
@@ -22,32 +21,12 @@ sys.path.insert(0, str(REPO / "tasks"))
 import afqmc  # noqa: E402  (the task scripts, run in-process)
 import tnews  # noqa: E402
 
-FLAGS = ["--model", "tiny", "--epochs", "1", "--limit", "48", "--batch-size", "16", "--maxlen", "32",
-         "--verbose", "0"]
-
 
 def h5_datasets(path):
     names = []
     with h5py.File(path, "r") as f:
         f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
     return names
-
-
-def run_quietly(main, argv):
-    """(what ``main(argv)`` returned, what it printed)."""
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        result = main(argv)
-    return result, printed.getvalue()
-
-
-@pytest.fixture(scope="module")
-def afqmc_run(tmp_path_factory, clue_data_dir):
-    """(argv, output folder, printed dev score) of one tiny afqmc run on the real data."""
-    out = tmp_path_factory.mktemp("afqmc")
-    argv = [*FLAGS, "--data-dir", str(clue_data_dir), "--output-dir", str(out)]
-    score, _ = run_quietly(afqmc.main, argv)
-    return argv, out, score
 
 
 def test_best_weights_hold_the_model_alone_with_its_description(afqmc_run):
@@ -177,12 +156,12 @@ def test_predict_api_reproduces_afqmc_leaderboard_labels_from_records_and_text_p
 
 
 def test_predict_load_names_what_is_missing(tmp_path):
-    with pytest.raises(MissingPathError, match=r"weights: a model is described by no \.model\.json files"):
+    with pytest.raises(MissingPathError, match=r"weights: it holds no model \(train into it first\)"):
         predict.load(tmp_path)
     (tmp_path / "weights").mkdir()
     for name in ("afqmc", "cluener"):
         (tmp_path / "weights" / f"{name}.model.json").write_text(json.dumps({"task": name}))
-    with pytest.raises(MissingPathError, match=r"by 2 \.model\.json files \(pass task=\.\.\.\)"):
+    with pytest.raises(MissingPathError, match=r"it holds the models of afqmc, cluener; pick one with --task"):
         predict.load(tmp_path)
     with pytest.raises(ValueError, match=r"cluener\.model\.json: cluener is not a classification task"):
         predict.Classifier(tmp_path / "weights" / "cluener.model.json")
