@@ -250,14 +250,10 @@ def check_resume_flags(state_path, flags):
                          f"{'; '.join(changed)}. Resume with the same flags, or start afresh without --resume.")
 
 
-def finished_best(state_path, weights_path, backup, epochs):
-    """The best dev score of a run that trained all its ``epochs`` and whose backup was not kept (its best
-    weights and state, written at the last epoch's end, are there; a backup of an earlier epoch may be
-    left by a kill before the run deleted it); None for any other run, which resuming continues from its
-    backup."""
-    if (backup / "training_metadata.json").is_file() and json.loads(
-            (backup / "training_metadata.json").read_text(encoding="utf-8")).get("epoch", 0) >= epochs:
-        return None   # --keep-backup: Keras's restore finds the run finished
+def finished_best(state_path, weights_path, epochs):
+    """The best dev score of a run that trained all its ``epochs`` (its best weights and state, written at
+    the last epoch's end, are there; a backup may be left, of an earlier epoch by a kill before the run
+    deleted it, or kept by --keep-backup); None for any other run, which resuming continues from its backup."""
     if not weights_path.is_file() or not state_path.is_file():
         return None
     state = json.loads(state_path.read_text(encoding="utf-8"))
@@ -285,11 +281,12 @@ def fit(model, train, evaluate, run, *, loss):
     flags = {flag: getattr(args, flag) for flag in RESUME_FLAGS}
     if args.resume:
         check_resume_flags(state_path, flags)
-        finished = finished_best(state_path, run.weights_path, backup, args.epochs)
+        finished = finished_best(state_path, run.weights_path, args.epochs)
         if finished is not None:
-            shutil.rmtree(backup, ignore_errors=True)   # an earlier epoch's, left by a kill
+            if not args.keep_backup:   # an earlier epoch's, left by a kill
+                shutil.rmtree(backup, ignore_errors=True)
             load_model_weights(model, run.weights_path)
-            print(f"{name}: this run finished (its backup is gone); predicting again from {run.weights_path}",
+            print(f"{name}: this run finished; predicting again from {run.weights_path}",
                   flush=True)
             return finished
         drop_unfinished_first_backup(backup)
