@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from clue import interrupt, run_files, tricks
+from clue import batching, interrupt, run_files, tricks
 from clue.optimizers import AdaFactor, AdamW
 from clue.paths import atomic_path, require_free_space, write_atomic
 
@@ -145,7 +145,8 @@ class BestOnDev(keras.callbacks.Callback):
         self.history = state.get("history", [])
 
     def on_epoch_end(self, epoch, logs=None):
-        score = float(self.evaluate(self.model))
+        with batching.REMEMBERED.recording():   # the best epoch's dev outputs are the dev file's
+            score = float(self.evaluate(self.model))
         if logs is not None:
             logs[f"val_{self.metric}"] = score   # the CSV log and the progress bar pick it up
         del self.history[epoch:]                # a resumed epoch replaces its earlier record
@@ -162,6 +163,20 @@ class BestOnDev(keras.callbacks.Callback):
         }, indent=1) + "\n")
         print(f"epoch {epoch + 1}: dev {self.metric} {score:.2%} "
               f"(best {self.best:.2%} at epoch {self.best_epoch + 1})", flush=True)
+
+
+class BackupBeforeLastEpoch(keras.callbacks.BackupAndRestore):
+    """Keras's resume backup, left unwritten at the last epoch's end (unless ``keep_last``): the best weights
+    and the state file, written just before it, are all that resuming a finished run needs
+    (``finished_best``), and the backup would be deleted at once (1.2 GB at BERT-base with AdaFactor)."""
+
+    def __init__(self, *args, keep_last=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.keep_last = keep_last
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.keep_last or epoch + 1 < self.params["epochs"]:
+            super().on_epoch_end(epoch, logs)
 
 
 def as_fit_data(batches):
@@ -235,10 +250,11 @@ def check_resume_flags(state_path, flags):
                          f"{'; '.join(changed)}. Resume with the same flags, or start afresh without --resume.")
 
 
-def finished_best(state_path, weights_path, backup, epochs):
-    """The best dev score of a run that trained all its ``epochs`` and whose backup was then deleted (its
-    best weights still there); None for any other run, which resuming continues from its backup."""
-    if backup.exists() or not weights_path.is_file() or not state_path.is_file():
+def finished_best(state_path, weights_path, epochs):
+    """The best dev score of a run that trained all its ``epochs`` (its best weights and state, written at
+    the last epoch's end, are there; a backup may be left, of an earlier epoch by a kill before the run
+    deleted it, or kept by --keep-backup); None for any other run, which resuming continues from its backup."""
+    if not weights_path.is_file() or not state_path.is_file():
         return None
     state = json.loads(state_path.read_text(encoding="utf-8"))
     return state["best"] if state.get("epochs_done", 0) >= epochs and state.get("best") is not None else None
@@ -265,10 +281,12 @@ def fit(model, train, evaluate, run, *, loss):
     flags = {flag: getattr(args, flag) for flag in RESUME_FLAGS}
     if args.resume:
         check_resume_flags(state_path, flags)
-        finished = finished_best(state_path, run.weights_path, backup, args.epochs)
+        finished = finished_best(state_path, run.weights_path, args.epochs)
         if finished is not None:
+            if not args.keep_backup:   # an earlier epoch's, left by a kill
+                shutil.rmtree(backup, ignore_errors=True)
             load_model_weights(model, run.weights_path)
-            print(f"{name}: this run finished (its backup is gone); predicting again from {run.weights_path}",
+            print(f"{name}: this run finished; predicting again from {run.weights_path}",
                   flush=True)
             return finished
         drop_unfinished_first_backup(backup)
@@ -296,7 +314,8 @@ def fit(model, train, evaluate, run, *, loss):
         RoomOnDisk(backup),
         *tricks.scored_with_average([best], args.ema),   # --ema: dev and the best weights averaged
         # double_checkpoint: a kill while the backup is written leaves the previous epoch's copy to resume from
-        keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),
+        BackupBeforeLastEpoch(str(backup), keep_last=args.keep_backup, double_checkpoint=True,
+                              delete_checkpoint=False),
         keras.callbacks.CSVLogger(str(run.dirs.logs / f"{name}.csv"), append=args.resume),
     ]
     if args.tensorboard:

@@ -158,3 +158,40 @@ def test_predict_returns_example_order():
     # reduced as each batch comes, in example order too
     assert predict(per_token, batches, reduce=lambda row: int((row > 0).sum())) == lengths
     assert predict(pooled, _batches([], 2)).shape == (0,)
+
+
+def test_dev_outputs_recorded_in_training_are_given_back_only_for_the_same_weights_and_inputs(monkeypatch):
+    """The best epoch's dev pass is not run again for the dev file (batching.Remembered): a repeat of a
+    recorded call returns its outputs without the model; other weights, inputs or an unrecorded call run it."""
+    from clue import batching
+
+    monkeypatch.setattr(batching, "REMEMBERED", batching.Remembered())
+    calls = []
+    real = batching.run_model
+    monkeypatch.setattr(batching, "run_model", lambda *a: calls.append(1) or real(*a))
+    pooled, per_token = _first_token_model()
+    examples = [([i + 1] * n, [0] * n, 0) for i, n in enumerate([5, 1, 9, 3])]
+    first = predict(pooled, _batches(examples, 2))
+    assert predict(pooled, _batches(examples, 2)).tolist() == first.tolist() and len(calls) == 2  # not recording
+    with batching.REMEMBERED.recording():
+        recorded = predict(pooled, _batches(examples, 2))
+        spans = predict(per_token, _batches(examples, 2), reduce=_tokens_of)
+        captured = 3
+        predict(per_token, _batches(examples, 2), reduce=lambda row: int((row > captured).sum()))   # a closure
+    assert len(calls) == 5
+    again = predict(pooled, _batches(examples, 2))   # re-encoded, new Batches: the same arrays
+    assert again.tolist() == recorded.tolist() and len(calls) == 5
+    again[:] = -1   # the caller's copy
+    assert predict(pooled, _batches(examples, 2)).tolist() == first.tolist() and len(calls) == 5
+    assert predict(per_token, _batches(examples, 2), reduce=_tokens_of) == spans
+    assert len(calls) == 5   # the same code, no closure: given back
+    predict(pooled, _batches(examples, 3))   # other batches
+    predict(pooled, _batches(examples[:3], 2))   # other inputs
+    assert len(calls) == 7
+    embedding = pooled.weights[0]
+    embedding.assign(embedding.numpy() * 2)   # other weights: run, and the new outputs
+    assert predict(pooled, _batches(examples, 2)).tolist() == (2 * first).tolist() and len(calls) == 8
+
+
+def _tokens_of(row):
+    return int((row > 0).sum())

@@ -64,6 +64,37 @@ def test_a_finished_run_deletes_its_backup_and_resuming_it_predicts_again(afqmc_
     assert (out / "logs" / "afqmc.csv").read_text() == log   # no epoch trained
 
 
+def test_the_last_epoch_writes_no_backup_and_a_kill_after_it_resumes_as_finished(tmp_path, clue_data_dir,
+                                                                                 monkeypatch):
+    """The last epoch's best weights and state are all a finished run needs: its backup is not written, and
+    a kill after that epoch (an earlier epoch's backup still there) resumes by predicting, not training."""
+    from clue import training
+
+    out = tmp_path / "run"
+    argv = [*FLAGS, "--epochs", "2", "--data-dir", str(clue_data_dir), "--output-dir", str(out)]
+    real_load = training.load_model_weights
+    seen = {}
+
+    def killed_after_fit(model, path):   # fit's first step after model.fit: the backup left as it was
+        meta = out / "weights" / "afqmc_backup" / "training_metadata.json"
+        seen["backup_epoch"] = json.loads(meta.read_text())["epoch"]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "load_model_weights", killed_after_fit)
+    with pytest.raises(KeyboardInterrupt):
+        run_quietly(afqmc.main, argv)
+    monkeypatch.setattr(training, "load_model_weights", real_load)
+    assert seen["backup_epoch"] == 1   # written after epoch 1 only
+    state = json.loads((out / "logs" / "afqmc.state.json").read_text())
+    assert state["epochs_done"] == 2
+    log = (out / "logs" / "afqmc.csv").read_text()
+    resumed, printed = run_quietly(afqmc.main, [*argv, "--resume"])
+    assert "predicting again from" in printed and resumed == state["best"]
+    assert (out / "logs" / "afqmc.csv").read_text() == log   # no epoch trained again
+    assert not (out / "weights" / "afqmc_backup").exists()
+    assert (out / "results" / "dev" / "afqmc_dev.json").is_file()
+
+
 def first_records(task, files, count, folder):
     """The first ``count`` records of a task's dev files (as --limit keeps them), written in the task's
     own format to ``folder``: gold for exactly the records a --limit run predicted; the paths."""
