@@ -11,7 +11,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from tiny_runs import run_quietly  # (afqmc_run, the tiny afqmc run, is conftest's)
+from tiny_runs import FLAGS, run_quietly  # (afqmc_run, the tiny afqmc run, is conftest's)
 
 from clue import predict, predictions, registry
 from clue.paths import MissingPathError
