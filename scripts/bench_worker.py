@@ -1,11 +1,12 @@
 """Our side of scripts/benchmark.py, one measurement per process (the Keras backend is chosen at import,
 and the parent measures each process's peak memory):
 
-    python scripts/bench_worker.py peak|checkpoint|step JOB.json RESULT.json
+    python scripts/bench_worker.py peak|checkpoint|step|predict JOB.json RESULT.json
 
 ``peak``: fp32 matmul GFLOP/s (TensorFlow, with and without XLA); ``checkpoint``: a random Google-format
 BERT checkpoint for both end-to-end pipelines; ``step``: train and inference steps of our encoder with the
-task scripts' classifier head, on the backend ``KERAS_BACKEND`` names. bert4keras's side is
+task scripts' classifier head, on the backend ``KERAS_BACKEND`` names; ``predict``: texts/s of
+``clue.predict`` on a trained run folder against the model alone on the same batches. bert4keras's side is
 scripts/bench_bert4keras.py; it reuses ``random_batch`` and ``timed_steps`` (numpy only) from here.
 """
 
@@ -109,7 +110,35 @@ def step(job):
             "optimizer_class": type(optimizer).__name__}
 
 
+def predict(job):
+    """texts/s of ``clue.predict.load(run).predict(texts)`` (tokenize, batch, model, labels) against
+    ``model.predict_on_batch`` and ``model.predict`` on the same padded batches (the model alone)."""
+    import numpy as np
+
+    from clue import batching, classification, predict as api
+    from clue.data import load_json_lines
+
+    texts = [r["sentence"] for r in load_json_lines(Path(job["dev"]), ("sentence",))[:job["n"]]]
+    predictor = api.load(job["run"])
+    model, batch_size = predictor.model, predictor.batch_size
+    examples = classification.encode(predictor.tokenizer, [{"sentence": t} for t in texts], lambda r: (r["sentence"],),
+                                     predictor.labels, predictor.maxlen, 0)
+    batches = batching.Batches(examples, batching.pad_inputs, batch_size, bucket=batching.BUCKET)
+    inputs = [batches[i][0] for i in range(len(batches))]
+    ways = {"clue.predict": lambda: predictor.predict(texts),
+            "model.predict_on_batch": lambda: [model.predict_on_batch(x) for x in inputs],
+            "model.predict": lambda: [model.predict(x, batch_size=batch_size, verbose=0) for x in inputs]}
+    same = np.array_equal(np.concatenate([np.asarray(model.predict_on_batch(x)) for x in inputs]).argmax(-1),
+                          np.array([predictor.labels.index(p["label"]) for p in predictor.predict(texts)])[batches.order])
+    result = {"texts": len(texts), "batch_size": batch_size, "batches": len(inputs), "same_labels": bool(same)}
+    for name, way in ways.items():
+        way()   # traces
+        median, times = median_time(way, job["repeat"])
+        result[name] = {"s": median, "times": times, "texts_per_s": len(texts) / median}
+    return result
+
+
 if __name__ == "__main__":
     kind, job_path, result_path = sys.argv[1:]
-    result = {"peak": peak, "checkpoint": checkpoint, "step": step}[kind](json.loads(Path(job_path).read_text()))
+    result = {"peak": peak, "checkpoint": checkpoint, "step": step, "predict": predict}[kind](json.loads(Path(job_path).read_text()))
     Path(result_path).write_text(json.dumps(result, indent=1), encoding="utf-8")

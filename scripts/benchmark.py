@@ -64,13 +64,13 @@ TOKEN_SETS = ("mix of all fields", "tnews sentence", "afqmc pair", "ocnli pair",
               "cmrc2018 q+context")
 SETTINGS = {
     "full": dict(config=BASE, shapes=[(128, 8), (512, 2)], implementations=[i[0] for i in IMPLEMENTATIONS],
-                 tasks=("tnews", "ocnli"), limit=1280, repeat=3, e2e_repeat=3, keep_outputs=False, texts=20000,
+                 tasks=("tnews", "ocnli"), limit=1280, repeat=3, e2e_repeat=3, keep_outputs=False, texts=20000, predict_texts=1280,
                  token_sets=TOKEN_SETS,
                  peak_sizes=[(1024, 768, 3072), (1024, 3072, 768), (2048, 2048, 2048), (3072, 3072, 3072)]),
     # CI: every kind of process once, on a 2-layer width-64 model; the figures mean nothing
     "smoke": dict(config=TINY, shapes=[(32, 4)], implementations=[OURS, BERT4KERAS, OURS_ADAFACTOR, BERT4KERAS_ADAFACTOR],
                   tasks=("tnews",), limit=64,
-                  repeat=3, e2e_repeat=1, keep_outputs=True, texts=200, token_sets=("tnews sentence", "ocnli pair"),
+                  repeat=3, e2e_repeat=1, keep_outputs=True, texts=200, predict_texts=64, token_sets=("tnews sentence", "ocnli pair"),
                   peak_sizes=[(256, 256, 256)]),
 }
 
@@ -176,6 +176,23 @@ def measure_e2e(run, setting, model_dir, data_dir):
                             "cpu_s": statistics.median(r["cpu_s"] for r in rows),
                             "peak_rss_mb": max(r["peak_rss_mb"] for r in rows)})
     return results
+
+
+def measure_predict(run, setting, model_dir, data_dir):
+    """A tnews run trained for one batch on the random checkpoint, then the predict API's texts/s on the
+    first ``predict_texts`` dev sentences against the model alone on the same batches."""
+    out = run.work / "predict_tnews"
+    shutil.rmtree(out, ignore_errors=True)
+    run("tnews run to predict with", REPO / "tasks" / "tnews.py", "--data-dir", data_dir, "--model", "bert-base",
+        "--model-dir", model_dir, "--limit", E2E["batch_size"], "--output-dir", out, "--verbose", 0,
+        "--batch-size", E2E["batch_size"], "--maxlen", E2E["maxlen"], env={"KERAS_BACKEND": "tensorflow"},
+        result=False)
+    job = run.job({"run": str(out), "dev": str(Path(data_dir) / "tnews" / "dev.json"),
+                   "n": setting["predict_texts"], "repeat": setting["repeat"]})
+    result = run("predict tnews texts", WORKER, "predict", job, env={"KERAS_BACKEND": "tensorflow"})
+    if not setting["keep_outputs"]:
+        shutil.rmtree(out, ignore_errors=True)
+    return result
 
 
 def token_set(name, data_dir, n):
@@ -369,6 +386,19 @@ def render(results):
                   "target's figure); all four compared id for id.", "",
                   table(["texts", "n", "bert4keras/s", "ours/s", "ours batch/s", "ours arrays/s", "ratio",
                          "batch ratio", "arrays ratio", "identical ids"], rows)]
+    if "predict" in results:
+        p = results["predict"]
+        rows = [[name, f"{p[name]['s']:.2f}", fmt(p[name]["texts_per_s"]),
+                 f"{p['model.predict_on_batch']['s'] / p[name]['s']:.2f}x"]
+                for name in ("clue.predict", "model.predict_on_batch", "model.predict")]
+        parts += ["", "## 4. Predicting with a trained run", "",
+                  f"The first {p['texts']} tnews dev sentences, the model above (a tnews run of one batch on the random "
+                  f"checkpoint), batch {p['batch_size']} ({p['batches']} batches): `clue.predict.load(run).predict(texts)` "
+                  "(tokenize, bucket, model, labels) against the model alone on the same padded batches, "
+                  "`model.predict_on_batch` per batch (what clue.predict runs) and Keras's `model.predict` per "
+                  f"batch. Medians of {len(p['clue.predict']['times'])}; the same labels: "
+                  f"{'yes' if p['same_labels'] else '**NO**'}.", "",
+                  table(["way", "median s", "texts/s", "vs model.predict_on_batch"], rows)]
     return "\n".join(parts) + "\n"
 
 
@@ -404,7 +434,7 @@ def machine():
             "os": platform.platform(), "versions": versions}
 
 
-ITEMS = ("peak", "steps", "e2e", "tokenization")
+ITEMS = ("peak", "steps", "e2e", "tokenization", "predict")
 
 
 def main(argv=None):
@@ -456,7 +486,7 @@ def main(argv=None):
                    "machine": machine(), "load_start": os.getloadavg(), "config": setting["config"],
                    "setting": {**{k: v for k, v in setting.items() if k != "config"}, "e2e": E2E}}
     try:
-        if only & {"steps", "e2e"}:
+        if only & {"steps", "e2e", "predict"}:
             model_dir = make_model_dir(run, work / "model", setting["config"], args.vocab)
         if "peak" in only:
             results["peak"] = run("fp32 matmul peak", WORKER, "peak",
@@ -474,6 +504,8 @@ def main(argv=None):
             results["e2e"] = measured + kept
         if "tokenization" in only:
             results["tokenization"] = measure_tokenization(run, setting, args.data_dir, args.vocab)
+        if "predict" in only:
+            results["predict"] = measure_predict(run, setting, model_dir, Path(args.data_dir))
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)

@@ -58,13 +58,17 @@ def test_smoke_run(tmp_path, clue_data_dir, vocab_path):
     assert [r["set"] for r in results["tokenization"]] == ["tnews sentence", "ocnli pair"]
     assert all(r["identical"] and r["n"] == 200 for r in results["tokenization"])
 
+    predicted = results["predict"]
+    assert predicted["texts"] == 64 and predicted["same_labels"]   # the API and the model alone agree
+    assert all(predicted[way]["texts_per_s"] > 0 for way in ("clue.predict", "model.predict_on_batch", "model.predict"))
+
     targets = [t["target"] for t in results["summary"]["targets"]]
     assert any(t.startswith("MFU") for t in targets) and any(t.startswith("end to end") for t in targets)
     assert any(t.startswith("AdaFactor train step <= bert4keras's AdaFactor") for t in targets)
     assert any(t.startswith("tokenization") for t in targets)
     text = out.read_text()
     for heading in ("## Targets", "## fp32 matmul peak", "## 1. Train and inference", "## 2. End to end",
-                    "## 3. Tokenization"):
+                    "## 3. Tokenization", "## 4. Predicting with a trained run"):
         assert heading in text
 
     # --update re-measures one item into the same results, keeps the others and keeps hand-written text
