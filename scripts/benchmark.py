@@ -40,7 +40,8 @@ LEGACY = {"TF_USE_LEGACY_KERAS": "1", "TF_KERAS": "1"}   # bert4keras runs on tf
 OURS, BERT4KERAS = "ours, TensorFlow", "bert4keras 0.11.5, tf_keras"   # OURS: what the task scripts run
 # the same two with the baselines' optimizer (ours: clue.optimizers.AdaFactor; bert4keras: its own, patched)
 OURS_ADAFACTOR, BERT4KERAS_ADAFACTOR = f"{OURS}, AdaFactor", f"{BERT4KERAS}, AdaFactor"
-TARGETS = {"e2e": 1.5, "tokenization": 10.0, "mfu": 0.5}
+# e2e: 1.4x since both pipelines train with the baselines' AdaFactor (issue 13; 1.5x before, against other optimizers)
+TARGETS = {"e2e": 1.4, "tokenization": 10.0, "mfu": 0.5}
 
 BASE = dict(vocab_size=21128, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
             intermediate_size=3072, hidden_act="gelu", hidden_dropout_prob=0.1,
@@ -287,7 +288,7 @@ def summary(results):
         theirs = next(r for r in e2e if r["task"] == task and r["pipeline"] == "bert4keras")
         ours = next(r for r in e2e if r["task"] == task and r["pipeline"] == "ours")
         theirs["speedup"], ours["speedup"] = 1.0, theirs["wall_s"] / ours["wall_s"]
-        targets.append({"target": f"end to end >= 1.5x bert4keras, {task}", "met": ours["speedup"] >= TARGETS["e2e"],
+        targets.append({"target": f"end to end >= {TARGETS['e2e']}x bert4keras, {task}", "met": ours["speedup"] >= TARGETS["e2e"],
                         "figure": f"{ours['speedup']:.2f}x ({theirs['wall_s']:.0f} s -> {ours['wall_s']:.0f} s)"})
         memory(f"end to end {task}", ours["peak_rss_mb"], theirs["peak_rss_mb"])
     tokenization = results.get("tokenization", [])
