@@ -55,13 +55,26 @@ def optimizer_options(model, ema=None, layer_lr_decay=None):
 
 class SwapAveragedWeights(keras.callbacks.Callback):
     """At each epoch's end, swaps the model's trainable weights with the optimizer's averages; one before
-    and one after the callbacks that are to see the averaged weights (``scored_with_average``).
+    and one after the callbacks that are to see the averaged weights (``scored_with_average``). Also after
+    a training batch where one of ``inner`` (those callbacks) says ``scores_after_batch(batch)``
+    (``clue.training.BestOnDev`` with --eval-every).
 
     Not ``keras.callbacks.SwapEMAWeights``: on TensorFlow it swaps by addition and subtraction
     (a + b - b), which rounds, so the raw weights training goes on from would change at every swap; this
     swap copies, so training with --ema follows the run without it bit for bit."""
 
+    def __init__(self, inner=()):
+        super().__init__()
+        self.inner = list(inner)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if any(getattr(c, "scores_after_batch", lambda b: False)(batch) for c in self.inner):
+            self.swap()
+
     def on_epoch_end(self, epoch, logs=None):
+        self.swap()
+
+    def swap(self):
         optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)   # mixed_float16
         for variable, average in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average):
             if average is not None:
@@ -74,7 +87,7 @@ def scored_with_average(callbacks, ema=True):
     """``callbacks`` between two ``SwapAveragedWeights``: their ``on_epoch_end`` (dev score, best
     weights) sees the averaged weights, and the callbacks after them (the backup) the raw ones again, so
     that a resumed run trains on from where the uninterrupted one was. ``callbacks`` alone without ``ema``."""
-    return [SwapAveragedWeights(), *callbacks, SwapAveragedWeights()] if ema else list(callbacks)
+    return [SwapAveragedWeights(callbacks), *callbacks, SwapAveragedWeights(callbacks)] if ema else list(callbacks)
 
 
 class TwiceEach(keras.utils.PyDataset):
