@@ -4,14 +4,16 @@
         return accuracy(dev_labels, decode(batching.predict(model, dev_batches)))
     training.fit(model, train_batches, evaluate, run, loss=...)   # --mode train|eval|predict, --resume
 
-Per epoch the dev metric is computed and printed; when it improves the model's weights (no optimizer
-state) go to ``weights/<task>.weights.h5``, and beside them ``<task>.model.json`` (``clue.run_files``: what
-rebuilds the model). Resume is Keras's ``BackupAndRestore`` (model and optimizer state at the
-last finished epoch, in ``weights/<task>_backup/``); the best score so far lives in
-``logs/<task>.state.json`` beside the CSV log ``logs/<task>.csv``. Shuffling is seeded by (seed, epoch),
-and so is dropout (``EpochSeeds``): a resumed run repeats an uninterrupted one exactly. A run that finishes
-deletes its backup (``--keep-backup`` keeps it, to resume with more epochs later); resuming a finished run
-whose backup is gone trains nothing and predicts again from the best weights.
+Per epoch (with ``--eval-every N`` also every N training batches) the dev metric is computed and
+printed; when it improves the model's weights (no optimizer state) go to ``weights/<task>.weights.h5``, and
+beside them ``<task>.model.json`` (``clue.run_files``: what rebuilds the model). Resume is Keras's
+``BackupAndRestore`` (model and optimizer state at the last finished epoch, in ``weights/<task>_backup/``);
+the best score so far lives in ``logs/<task>.state.json`` beside the CSV log ``logs/<task>.csv``. Each
+backup also keeps the state file and the best weights of its epoch's end, and a resume starts from those
+(``roll_back_to_backup``). Shuffling is seeded by (seed, epoch), and so is dropout (``EpochSeeds``): a
+resumed run repeats an uninterrupted one exactly. A run that finishes deletes its backup (``--keep-backup``
+keeps it, to resume with more epochs later); resuming a finished run whose backup is gone trains nothing
+and predicts again from the best weights.
 """
 
 import json
@@ -203,13 +205,15 @@ class BestOnDev(keras.callbacks.Callback):
             "evaluations": self.evaluations, "flags": self.flags, "partial": self.partial,
         }, indent=1) + "\n")
         where = f"epoch {self.epoch + 1}" if epoch_end else f"step {step} (in epoch {self.epoch + 1})"
-        if self.every:   # then the epoch end's step too
-            where += f", step {step}" if epoch_end else ""
-            best_at = f"step {self.best_step} (epoch {self.best_epoch + 1})"
-        else:
-            best_at = f"epoch {self.best_epoch + 1}"
-        print(f"{where}: dev {self.metric} {score:.2%} (best {self.best:.2%} at {best_at})", flush=True)
+        if self.every and epoch_end:   # then the epoch end's step too
+            where += f", step {step}"
+        print(f"{where}: dev {self.metric} {score:.2%} (best {self.best:.2%} at {self.best_at()})", flush=True)
         return score
+
+    def best_at(self):
+        """Where the best score was: "epoch 2", or with ``every`` "step 12 (epoch 2)"."""
+        epoch = f"epoch {self.best_epoch + 1}"
+        return f"step {self.best_step} ({epoch})" if self.every and self.best_step else epoch
 
     def keep_with_backup(self, epochs_done):
         """The state file and the best weights as they are after ``epochs_done`` epochs, in the backup
@@ -396,7 +400,6 @@ def fit(model, train, evaluate, run, *, loss):
     load_model_weights(model, run.weights_path)
     if not args.keep_backup:   # finished: what resuming needed is no longer needed
         shutil.rmtree(backup, ignore_errors=True)
-    at = f"step {best.best_step} (epoch {best.best_epoch + 1})" if args.eval_every else f"epoch {best.best_epoch + 1}"
-    print(f"{name}: best dev {metric} {best.best:.2%} at {at}; "
+    print(f"{name}: best dev {metric} {best.best:.2%} at {best.best_at()}; "
           f"weights {run.weights_path}", flush=True)
     return best.best

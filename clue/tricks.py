@@ -5,8 +5,10 @@
     --layer-lr-decay 0.9   optimizer = AdaFactor(lr, **tricks.optimizer_options(model, layer_lr_decay=0.9))
     --rdrop 1.0            train, loss = tricks.rdrop(train, "sparse_categorical_crossentropy", alpha=1.0)
     --fgm 1.0              model = tricks.fgm(model, epsilon=1.0)
+    --eval-every 100       best_on_dev = training.BestOnDev(evaluate, metric, weights, state, every=100)
 
-``training.fit`` does all four from the flags. EMA is Keras's own (``use_ema``: the optimizer keeps the
+``training.fit`` does all five from the flags (--eval-every: dev also scored within epochs, see
+``clue.training.BestOnDev``). EMA is Keras's own (``use_ema``: the optimizer keeps the
 average as optimizer variables, so the backup holds it and a resume is exact); ``clue.optimizers`` moves it
 only at applied updates. Dev is scored and the best weights saved with the averaged weights, which the
 test predictions then load; training goes on from the raw ones.
