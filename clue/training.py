@@ -194,7 +194,8 @@ class BestOnDev(keras.callbacks.Callback):
             self.history.append(score)
         if self.best is None or score > self.best:
             self.best, self.best_step, self.best_epoch = score, step, self.epoch
-            require_free_space(self.weights_path, nbytes(self.model.weights))
+            if not epoch_end:   # at an epoch's end RoomOnDisk checked (h5py crashes on a full disk)
+                require_free_space(self.weights_path, nbytes(self.model.weights))
             save_model_weights(self.model, self.weights_path)
             if self.describe is not None:
                 run_files.write_description(self.weights_path, self.describe)
