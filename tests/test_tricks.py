@@ -84,6 +84,17 @@ def ema_fit(tmp_path, optimizer, ema, epochs=2, scores=None, every=None):
     return model, steps.steps
 
 
+def assert_best_file_holds(tmp_path, model, weights):
+    """Assert that ``ema_fit``'s best-weights file holds ``weights`` (``model``'s, as arrays); its arrays."""
+    model.set_weights(weights)
+    model.save_weights(tmp_path / "expected.weights.h5")
+    saved, expected = h5_layer_arrays(tmp_path / "best.weights.h5"), h5_layer_arrays(tmp_path / "expected.weights.h5")
+    assert saved.keys() == expected.keys() and saved
+    for key in expected:
+        np.testing.assert_allclose(saved[key], expected[key], rtol=1e-5, atol=1e-7, err_msg=key)
+    return saved
+
+
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_ema_weights_are_the_moving_average_of_the_applied_steps(tmp_path, optimizer):
     decay = 0.8
@@ -101,12 +112,7 @@ def test_ema_weights_are_the_moving_average_of_the_applied_steps(tmp_path, optim
                                                       for a, w in zip(average, weights)]
     if optimizer.endswith("accum3"):   # the average moves less often than the weights do
         assert sum(map(applied, range(len(steps)))) < len(steps)
-    model.set_weights(average)
-    model.save_weights(tmp_path / "expected.weights.h5")
-    saved, expected = h5_layer_arrays(tmp_path / "best.weights.h5"), h5_layer_arrays(tmp_path / "expected.weights.h5")
-    assert saved.keys() == expected.keys() and saved
-    for key in expected:
-        np.testing.assert_allclose(saved[key], expected[key], rtol=1e-5, atol=1e-7, err_msg=key)
+    saved = assert_best_file_holds(tmp_path, model, average)
     # and they are not the raw weights of the last step
     assert not np.allclose(saved[next(iter(saved))], steps[-1][0], atol=1e-6)
 
@@ -159,12 +165,7 @@ def test_ema_with_eval_every_scores_and_keeps_the_average_within_an_epoch(tmp_pa
     average = steps[0]
     for weights in steps[1:6]:   # the average after batch 6
         average = [decay * a + (1 - decay) * w for a, w in zip(average, weights)]
-    model.set_weights(average)
-    model.save_weights(tmp_path / "expected.weights.h5")
-    saved, expected = h5_layer_arrays(tmp_path / "best.weights.h5"), h5_layer_arrays(tmp_path / "expected.weights.h5")
-    assert saved.keys() == expected.keys() and saved
-    for key in expected:
-        np.testing.assert_allclose(saved[key], expected[key], rtol=1e-5, atol=1e-7, err_msg=key)
+    saved = assert_best_file_holds(tmp_path, model, average)
     assert not np.allclose(saved[next(iter(saved))], steps[5][0], atol=1e-6)   # not batch 6's raw weights
 
 
