@@ -26,6 +26,9 @@ DEFAULT_MODEL = "bert-base"
 # A random init learns with AdamW 1e-3: AdaFactor 5e-4's steps, scaled by rms(weight), are sized for fine-tuning.
 # (scripts/learning_check.py, TNEWS: AdamW 46% after 1 epoch; AdaFactor the majority's 10.9% for 3, 37% at 5.)
 DEMO_DEFAULTS = {"optimizer": "adamw", "lr": 1e-3, "epochs": 10, "maxlen": 64}
+# The leaderboard tricks' flags (clue.tricks, and --eval-every): recorded in the state file, passed on by
+# clue-run, and shown in its summary when set.
+TRICK_FLAGS = ("ema", "layer_lr_decay", "rdrop", "fgm", "eval_every")
 NEEDS = {"train": ("train", "dev"), "eval": ("dev",), "predict": ()}   # the splits each --mode reads
 
 
@@ -62,20 +65,7 @@ def build_parser(task):
     p.add_argument("--warmup", type=float, default=0.1, help="adamw: warmup as a fraction of all steps")
     p.add_argument("--weight-decay", type=float, default=0.01, help="adamw only")
     p.add_argument("--grad-accum", type=int, default=task.grad_accum, help="apply the gradients every N batches")
-    # leaderboard tricks (clue.tricks); recorded in the state file like the flags above
-    p.add_argument("--ema", type=float, metavar="DECAY",
-                   help="keep a moving average of the weights (DECAY per applied update, e.g. 0.999): dev is "
-                        "scored, the best weights saved and the test set predicted with it")
-    p.add_argument("--layer-lr-decay", type=float, metavar="RATE",
-                   help="layer-wise learning rate: the top encoder layer x1, each layer below x RATE, the "
-                        "embeddings lowest; the head x1 (e.g. 0.9)")
-    p.add_argument("--rdrop", type=float, metavar="ALPHA",
-                   help="R-Drop: each example twice per batch (two dropout masks); loss + ALPHA x the symmetric "
-                        "KL of its two outputs. Classification and multiple choice only, not span tasks "
-                        "(cmrc2018, cluener: no single distribution per example)")
-    p.add_argument("--fgm", type=float, metavar="EPSILON",
-                   help="FGM adversarial training: each step taken with the token embeddings moved by "
-                        "EPSILON x g/||g|| (g their loss gradient), then moved back (e.g. 1; TensorFlow and JAX)")
+    add_trick_flags(p)
     p.add_argument("--mixed-precision", nargs="?", const="mixed_float16", default=None,
                    choices=("mixed_float16", "mixed_bfloat16"), help="Keras dtype policy (GPU: float16)")
     p.add_argument("--pooling", choices=("cls", "avg", "max"), default="cls", help="sentence vector")
@@ -91,6 +81,26 @@ def build_parser(task):
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs under logs/")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress output")
     return p
+
+
+def add_trick_flags(parser):
+    """The leaderboard tricks' flags (``TRICK_FLAGS``), of every task script and of clue-run."""
+    parser.add_argument("--ema", type=float, metavar="DECAY",
+                        help="keep a moving average of the weights (DECAY per applied update, e.g. 0.999): dev is "
+                             "scored, the best weights saved and the test set predicted with it")
+    parser.add_argument("--layer-lr-decay", type=float, metavar="RATE",
+                        help="layer-wise learning rate: the top encoder layer x1, each layer below x RATE, the "
+                             "embeddings lowest; the head x1 (e.g. 0.9)")
+    parser.add_argument("--rdrop", type=float, metavar="ALPHA",
+                        help="R-Drop: each example twice per batch (two dropout masks); loss + ALPHA x the symmetric "
+                             "KL of its two outputs. Classification and multiple choice only, not span tasks "
+                             "(cmrc2018, cluener: no single distribution per example)")
+    parser.add_argument("--fgm", type=float, metavar="EPSILON",
+                        help="FGM adversarial training: each step taken with the token embeddings moved by "
+                             "EPSILON x g/||g|| (g their loss gradient), then moved back (e.g. 1; TensorFlow and JAX)")
+    parser.add_argument("--eval-every", type=int, metavar="STEPS",
+                        help="also score dev every STEPS training batches (counted over the run), not only at each "
+                             "epoch's end; the best of all these is kept as the best weights")
 
 
 class Run:
@@ -209,7 +219,7 @@ def parse_args(task_name, argv=None):
     args.explicit = explicit_flags(parser, argv)
     if args.lr is None:
         args.lr = 5e-4 if args.optimizer == "adafactor" else 2e-5
-    for flag in ("epochs", "batch_size", "maxlen", "grad_accum", "limit"):
+    for flag in ("epochs", "batch_size", "maxlen", "grad_accum", "limit", "eval_every"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
     check_tricks(parser, task, args)
@@ -221,6 +231,13 @@ def parse_args(task_name, argv=None):
 
 def check_tricks(parser, task, args):
     """Refuse a trick's flag that is out of range or does not apply to ``task``, before anything runs."""
+    check_trick_values(parser, args)
+    for refusal in trick_refusals(task, args):
+        parser.error(refusal)
+
+
+def check_trick_values(parser, args):
+    """Refuse a trick's flag that is out of range for any task (also clue-run's)."""
     if args.ema is not None and not 0 < args.ema < 1:
         parser.error(f"--ema must be between 0 and 1 (e.g. 0.999), got {args.ema}")
     if args.layer_lr_decay is not None and not 0 < args.layer_lr_decay <= 1:
@@ -229,9 +246,16 @@ def check_tricks(parser, task, args):
         parser.error(f"--rdrop must be at least 0, got {args.rdrop}")
     if args.fgm is not None and args.fgm < 0:
         parser.error(f"--fgm must be at least 0, got {args.fgm}")
+
+
+def trick_refusals(task, args):
+    """Why ``task`` takes not the tricks ``args`` asks for: one line per trick that does not apply to it
+    (clue-run skips such a task)."""
+    refusals = []
     if args.rdrop and not task.softmax_per_example:
-        parser.error(f"--rdrop does not apply to {task.name}: it compares two output distributions per example, "
-                     f"and {task.name} scores spans")
+        refusals.append(f"--rdrop does not apply to {task.name}: it compares two output distributions per "
+                        f"example, and {task.name} scores spans")
+    return refusals
 
 
 def wants_demo(task, args):

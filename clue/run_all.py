@@ -28,11 +28,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from clue import ensemble, grid, predictions, registry, run_files, summary
+from clue import cli, ensemble, grid, predictions, registry, run_files, summary
 from clue.paths import OutputDirs, atomic_path, write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = ("model", "model_dir", "data_dir", "epochs", "batch_size", "maxlen", "lr", "limit", "seed")
+SHARED = ("model", "model_dir", "data_dir", "epochs", "batch_size", "maxlen", "lr", "limit", "seed", *cli.TRICK_FLAGS)
 read_json = summary.read_json
 
 
@@ -56,7 +56,7 @@ def task_flags(args, extra, output_dir=None, seed=None, combination=None):
     the extras); ``seed`` and ``output_dir`` replace --seed and --output-dir."""
     flags = []
     for name in SHARED:
-        value = seed if name == "seed" and seed is not None else getattr(args, name)
+        value = seed if name == "seed" and seed is not None else getattr(args, name, None)
         if value is not None:
             flags += [f"--{name.replace('_', '-')}", str(value)]
     flags += grid.flags(combination or {})
@@ -239,7 +239,8 @@ def summarise(names, args, dirs, runs=None, book=None, ensembles=None):
                                          ensemble=(ensembles or {}).get(name), reference=reference.get(name),
                                          combination=combination or None)
     result = {"model": args.model, "flags": task_flags(args, args.extra), "seeds": args.seeds,
-              "ensemble": bool(args.ensemble), "tasks": tasks, "clue_average": summary.clue_average(tasks)}
+              "ensemble": bool(args.ensemble), "tasks": tasks, "clue_average": summary.clue_average(tasks),
+              "skipped": getattr(args, "skipped", {})}
     if book:
         result["grid"] = {"spec": args.grid, "ledger": str(Path(args.output_dir) / "grid" / "ledger.json"),
                           "winners": {n: (combination or None) for n, (combination, _) in chosen(args, runs, book).items()}}
@@ -265,6 +266,7 @@ def build_parser():
     p.add_argument("--lr", type=float)
     p.add_argument("--limit", type=int, help="at most N examples per split (smoke runs)")
     p.add_argument("--seed", type=int)
+    cli.add_trick_flags(p)
     p.add_argument("--seeds", help="S1,S2,...: run each task once per seed, in seed<S>/; the summary gives "
                                    "each seed's dev score and their mean and standard deviation")
     p.add_argument("--ensemble", action="store_true",
@@ -278,19 +280,29 @@ def build_parser():
 
 
 def parse_args(argv):
-    """(args, task names); flag errors end through argparse."""
-    from clue import cli
-
+    """(args, task names); flag errors end through argparse. Tasks that a trick's flag does not apply to
+    (``cli.trick_refusals``, given here or after --) are left out, each in ``args.skipped`` with the reason;
+    a task named on the command line is an error instead."""
     argv = list(argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[:argv.index("--")] if "--" in argv else argv
     parser = build_parser()
     args = parser.parse_args(argv)
     args.extra = extra
+    cli.check_trick_values(parser, args)
     try:
         names = [registry.get(name).name for name in args.tasks] if args.tasks else list(registry.TASKS)
     except KeyError as err:
         parser.error(str(err).strip("'\""))
+    args.skipped = {}   # {task: why}: the tasks a trick asked for does not apply to
+    for name in list(names):
+        task = registry.get(name)
+        refusals = cli.trick_refusals(task, cli.build_parser(task).parse_known_args(task_flags(args, extra))[0])
+        if refusals and args.tasks:
+            parser.error(refusals[0])
+        if refusals:
+            args.skipped[name] = refusals[0]
+            names.remove(name)
     if args.seeds is not None:
         try:
             args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -305,7 +317,7 @@ def parse_args(argv):
     args.axes = {}
     if args.grid:
         given = {a.lstrip("-").split("=")[0].replace("-", "_") for a in extra if a.startswith("--")}
-        given |= {name for name in SHARED if getattr(args, name) is not None}
+        given |= {name for name in SHARED if getattr(args, name, None) is not None}
         for name in names:
             task = registry.get(name)
             try:
@@ -322,6 +334,8 @@ def main(argv=None):
     args, names = parse_args(sys.argv[1:] if argv is None else argv)
     dirs = OutputDirs(args.output_dir)
     dirs.results.mkdir(parents=True, exist_ok=True)   # the runs make their own folders
+    for name, why in args.skipped.items():
+        print(f"== {name}: skipped ({why})", flush=True)
     runs = plan(args, names)
     book, failed, ensembles = None, [], {}
     try:

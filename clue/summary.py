@@ -16,7 +16,7 @@ import math
 import statistics
 from pathlib import Path
 
-from clue import registry
+from clue import cli, registry
 from clue.paths import atomic_path, write_atomic
 
 PUBLISHED = Path(__file__).with_name("published.json")
@@ -67,7 +67,24 @@ def run_summary(task, dirs):
         "outputs": [n for n in task.output_names() if (dirs.results / n).is_file()],
         "log": str(dirs.logs / f"{task.name}.out"),
         "flags": record.get("flags"),
+        "tricks": tricks_of(state),
+        "dev_curve": dev_points(state),
     }
+
+
+def tricks_of(state):
+    """The leaderboard tricks a run's state file records as set: "--ema 0.999 --eval-every 100", or ""."""
+    flags = state.get("flags") or {}
+    return " ".join(f"--{name.replace('_', '-')} {flags[name]:g}" for name in cli.TRICK_FLAGS
+                    if flags.get(name) is not None)
+
+
+def dev_points(state):
+    """[[epoch (a fraction mid-epoch), dev score in percent]] of every evaluation a run's state file
+    records (with --eval-every, also those within epochs); [] when it records none."""
+    steps = state.get("steps_per_epoch")
+    return [[round(step / steps, 4), round(100 * score, 2)] for step, score in state.get("evaluations", [])] \
+        if steps else []
 
 
 def spread(values):
@@ -159,7 +176,8 @@ def markdown(summary):
     seeds = summary.get("seeds")
     show_published = any(t["published"] for t in tasks.values())
     show_combination = any(t["combination"] for t in tasks.values())
-    extra = (["combination"] if show_combination else []) + (["published dev", "difference"] if show_published else [])
+    show_tricks = any(r.get("tricks") for t in tasks.values() for r in t["runs"])
+    extra = (["combination"] if show_combination else []) + (["tricks"] if show_tricks else []) + (["published dev", "difference"] if show_published else [])
     if not seeds:
         head = ["task", "metric", "dev", "best epoch", "epochs", "time (s)", "status", *extra]
     else:
@@ -181,6 +199,8 @@ def markdown(summary):
             cells.append(f"{sum(r['status'] == 'done' for r in t['runs'])}/{len(t['runs'])}")
         if show_combination:
             cells.append(" ".join(f"{k}={v}" for k, v in (t["combination"] or {}).items()) or "-")
+        if show_tricks:
+            cells.append(" / ".join(dict.fromkeys(r.get("tricks") or "-" for r in t["runs"])))
         if show_published:
             reference = t["published"]
             cells += [_number(reference and reference["value"]) + ("¹" if reference and reference.get("note") else ""),
@@ -199,6 +219,8 @@ def markdown(summary):
         cells.append("")
     if show_combination:
         cells.append("")
+    if show_tricks:
+        cells.append("")
     if show_published:
         cells += [_number(avg["published"]), _signed(avg["difference"])]
     lines.append(_row(cells))
@@ -209,6 +231,9 @@ def markdown(summary):
                         for name, files in partial.items())
         lines += ["", f"**Partial runs** (--limit cut these files): {cut}. Their dev scores and leaderboard "
                       f"files cover only that part: not for submission."]
+    if summary.get("skipped"):
+        lines += ["", "**Skipped** (a trick asked for does not apply): "
+                  + "; ".join(f"{name} ({why})" for name, why in summary["skipped"].items()) + "."]
     if show_published:
         lines.append("")
         notes = {t["published"]["source_url"] for t in tasks.values() if t["published"]}
@@ -237,18 +262,28 @@ def _save(fig, path):
 
 
 def plot_curves(summary, path):
-    """Dev metric per epoch, one line per task and run (a task's seeds in its colour), as a PNG."""
+    """Dev metric per epoch (and within epochs, with --eval-every), one line per task and run (a task's
+    seeds in its colour), as a PNG."""
     return _save(curves_figure(summary), path)
+
+
+def curve_points(run):
+    """(epochs, dev scores) to plot for a run: every evaluation when some fell within an epoch
+    (--eval-every), else one point per epoch (the CSV log)."""
+    points = run.get("dev_curve") or []
+    if any(epoch != int(epoch) for epoch, _ in points):
+        return [e for e, _ in points], [v for _, v in points]
+    return list(range(1, len(run["dev_per_epoch"]) + 1)), run["dev_per_epoch"]
 
 
 def curves_figure(summary):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
     for i, (name, t) in enumerate(summary["tasks"].items()):
-        curves = [r["dev_per_epoch"] for r in t["runs"] if r["dev_per_epoch"]]
-        for k, curve in enumerate(curves):
+        curves = [curve_points(r) for r in t["runs"] if r["dev_per_epoch"] or r.get("dev_curve")]
+        for k, (epochs, scores) in enumerate(curves):
             label = f"{name} ({t['metric']})" + (f", {len(curves)} seeds" if len(curves) > 1 else "")
-            ax.plot(range(1, len(curve) + 1), curve, marker="o", color=f"C{i % 10}", alpha=0.85,
+            ax.plot(epochs, scores, marker="o" if len(epochs) <= 30 else None, color=f"C{i % 10}", alpha=0.85,
                     label=None if k else label)
     ax.set_xlabel("epoch")
     ax.xaxis.get_major_locator().set_params(integer=True)

@@ -4,24 +4,29 @@
         return accuracy(dev_labels, decode(batching.predict(model, dev_batches)))
     training.fit(model, train_batches, evaluate, run, loss=...)   # --mode train|eval|predict, --resume
 
-Per epoch the dev metric is computed and printed; when it improves the model's weights (no optimizer
-state) go to ``weights/<task>.weights.h5``, and beside them ``<task>.model.json`` (``clue.run_files``: what
-rebuilds the model). Resume is Keras's ``BackupAndRestore`` (model and optimizer state at the
-last finished epoch, in ``weights/<task>_backup/``); the best score so far lives in
-``logs/<task>.state.json`` beside the CSV log ``logs/<task>.csv``. Shuffling is seeded by (seed, epoch),
-and so is dropout (``EpochSeeds``): a resumed run repeats an uninterrupted one exactly. A run that finishes
-deletes its backup (``--keep-backup`` keeps it, to resume with more epochs later); resuming a finished run
-whose backup is gone trains nothing and predicts again from the best weights.
+Per epoch (with ``--eval-every N`` also every N training batches) the dev metric is computed and
+printed; when it improves the model's weights (no optimizer state) go to ``weights/<task>.weights.h5``, and
+beside them ``<task>.model.json`` (``clue.run_files``: what rebuilds the model). Resume is Keras's
+``BackupAndRestore`` (model and optimizer state at the last finished epoch, in ``weights/<task>_backup/``);
+the best score so far lives in ``logs/<task>.state.json`` beside the CSV log ``logs/<task>.csv``. Each
+backup also keeps the state file and the best weights of its epoch's end, and a resume starts from those
+(``roll_back_to_backup``). Shuffling is seeded by (seed, epoch), and so is dropout (``EpochSeeds``): a
+resumed run repeats an uninterrupted one exactly. A run that finishes deletes its backup (``--keep-backup``
+keeps it, to resume with more epochs later); resuming a finished run whose backup is gone trains nothing
+and predicts again from the best weights.
 """
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
 from keras import ops
 
 from clue import batching, interrupt, run_files, tricks
+from clue.cli import TRICK_FLAGS
 from clue.optimizers import AdaFactor, AdamW
 from clue.paths import atomic_path, require_free_space, write_atomic
 
@@ -125,44 +130,132 @@ def optimizer_of(model):
 
 
 class BestOnDev(keras.callbacks.Callback):
-    """Scores dev after each epoch, keeps the best weights (and ``describe``, the JSON that rebuilds the
-    model, beside them), and records the scores in a state file."""
+    """Scores dev after each epoch, and with ``every`` also after every ``every``-th training batch
+    (counted over the whole run; one that ends an epoch is scored once, as the epoch's); keeps the best
+    weights (and ``describe``, the JSON that rebuilds the model, beside them) and records the scores in a
+    state file: ``history`` the epoch ends', ``evaluations`` every [step, score], the best's step and
+    epoch.
+
+    With ``backup`` (Keras's backup folder) each epoch's end also keeps, in it, the state file and the best
+    weights as they are then (``best_at_epoch``): a resume restarts from the last finished epoch's backup,
+    and ``roll_back_to_backup`` puts back the best of that moment with it, not a best that a later
+    evaluation of the unfinished epoch found."""
 
     def __init__(self, evaluate, metric, weights_path, state_path, resume=False, flags=None, partial=None,
-                 describe=None):
+                 describe=None, every=None, backup=None):
         super().__init__()
         self.evaluate, self.metric, self.flags = evaluate, metric, flags or {}
         self.weights_path, self.state_path, self.resume = weights_path, state_path, resume
         self.partial = partial or {}   # the files --limit cut short: {name: [kept, total]}
-        self.describe = describe
+        self.describe, self.every, self.backup = describe, every, backup
+        self.epoch = 0
 
     def on_train_begin(self, logs=None):
         state = {}
         if self.resume and self.state_path.is_file():
             state = json.loads(self.state_path.read_text(encoding="utf-8"))
-        self.best = state.get("best")
+        self.best, self.best_step = state.get("best"), state.get("best_step")
         self.best_epoch = state["best_epoch"] - 1 if "best_epoch" in state else None   # stored from 1
         self.history = state.get("history", [])
+        self.evaluations = state.get("evaluations", [])
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def steps_per_epoch(self):
+        return (self.params or {}).get("steps")
+
+    def scores_after_batch(self, batch):
+        """True when dev is scored after training batch ``batch`` (from 0) of this epoch, mid-epoch."""
+        steps = self.steps_per_epoch()
+        return bool(self.every and steps and batch + 1 < steps
+                    and (self.epoch * steps + batch + 1) % self.every == 0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.scores_after_batch(batch):
+            self.score(self.epoch * self.steps_per_epoch() + batch + 1, epoch_end=False)
 
     def on_epoch_end(self, epoch, logs=None):
-        with batching.REMEMBERED.recording():   # the best epoch's dev outputs are the dev file's
-            score = float(self.evaluate(self.model))
+        steps, self.epoch = self.steps_per_epoch(), epoch
+        del self.history[epoch:]                # a resumed epoch replaces its earlier record
+        score = self.score((epoch + 1) * steps if steps else None, epoch_end=True)
         if logs is not None:
             logs[f"val_{self.metric}"] = score   # the CSV log and the progress bar pick it up
-        del self.history[epoch:]                # a resumed epoch replaces its earlier record
-        self.history.append(score)
+        if self.backup is not None and self.weights_path.is_file():
+            self.keep_with_backup(epoch + 1)
+
+    def score(self, step, epoch_end):
+        """Score dev after ``step`` (training batches so far, from 1; None when unknown) of this epoch, at
+        its end or not; keep the weights when they are the best so far, and write the state file."""
+        with batching.REMEMBERED.recording():   # the best dev outputs are the dev file's (no second pass)
+            score = float(self.evaluate(self.model))
+        if step is not None:   # a resumed run replaces what it scores again
+            self.evaluations = [e for e in self.evaluations if e[0] < step] + [[step, score]]
+        if epoch_end:
+            self.history.append(score)
         if self.best is None or score > self.best:
-            self.best, self.best_epoch = score, epoch
+            self.best, self.best_step, self.best_epoch = score, step, self.epoch
+            if not epoch_end:   # at an epoch's end RoomOnDisk checked (h5py crashes on a full disk)
+                require_free_space(self.weights_path, nbytes(self.model.weights))
             save_model_weights(self.model, self.weights_path)
             if self.describe is not None:
                 run_files.write_description(self.weights_path, self.describe)
         write_atomic(self.state_path, json.dumps({
             "metric": self.metric, "best": self.best, "best_epoch": self.best_epoch + 1,
-            "epochs_done": epoch + 1, "epochs": self.params.get("epochs"), "history": self.history,
-            "flags": self.flags, "partial": self.partial,
+            "best_step": self.best_step, "epochs_done": self.epoch + epoch_end, "epochs": self.params.get("epochs"),
+            "steps_per_epoch": self.steps_per_epoch(), "eval_every": self.every, "history": self.history,
+            "evaluations": self.evaluations, "flags": self.flags, "partial": self.partial,
         }, indent=1) + "\n")
-        print(f"epoch {epoch + 1}: dev {self.metric} {score:.2%} "
-              f"(best {self.best:.2%} at epoch {self.best_epoch + 1})", flush=True)
+        where = f"epoch {self.epoch + 1}" if epoch_end else f"step {step} (in epoch {self.epoch + 1})"
+        if self.every and epoch_end:   # then the epoch end's step too
+            where += f", step {step}"
+        print(f"{where}: dev {self.metric} {score:.2%} (best {self.best:.2%} at {self.best_at()})", flush=True)
+        return score
+
+    def best_at(self):
+        """Where the best score was: "epoch 2", or with ``every`` "step 12 (epoch 2)"."""
+        epoch = f"epoch {self.best_epoch + 1}"
+        return f"step {self.best_step} ({epoch})" if self.every and self.best_step else epoch
+
+    def keep_with_backup(self, epochs_done):
+        """The state file and the best weights as they are after ``epochs_done`` epochs, in the backup
+        folder (the weights a hard link where the disk allows: no copy); those of older epochs deleted but
+        the one before (Keras's previous backup, which a resume may fall back to, ``double_checkpoint``)."""
+        weights, state = best_at_epoch(self.backup, epochs_done)
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(weights, suffix=".weights.h5") as tmp:
+            Path(tmp).unlink()
+            try:
+                os.link(self.weights_path, tmp)
+            except OSError:
+                shutil.copyfile(self.weights_path, tmp)
+        write_atomic(state, self.state_path.read_text(encoding="utf-8"))
+        for old in self.backup.glob("best-epoch*"):
+            if int(old.name.split(".")[0].removeprefix("best-epoch")) < epochs_done - 1:
+                old.unlink(missing_ok=True)
+
+
+def best_at_epoch(backup, epochs_done):
+    """(best weights, state file) that ``BestOnDev`` keeps in ``backup`` after ``epochs_done`` epochs."""
+    return backup / f"best-epoch{epochs_done}.weights.h5", backup / f"best-epoch{epochs_done}.state.json"
+
+
+def roll_back_to_backup(backup, weights_path, state_path):
+    """Before a resume: the best weights and the state file as they were when the backup it starts from was
+    written (``BestOnDev.keep_with_backup``), so that the best score the resume starts from is that of the
+    weights on disk; a best that the unfinished epoch found is found again when it is trained again
+    (seeded per epoch). No finished epoch in the backup: the state is dropped (a fresh start). A backup
+    from before these copies: the state as it is."""
+    metadata = backup / "training_metadata.json"
+    epochs_done = json.loads(metadata.read_text(encoding="utf-8"))["epoch"] if metadata.is_file() else 0
+    if not epochs_done:
+        state_path.unlink(missing_ok=True)
+        return
+    weights, state = best_at_epoch(backup, epochs_done)
+    if weights.is_file() and state.is_file():
+        with atomic_path(weights_path, suffix=".weights.h5") as tmp:
+            shutil.copyfile(weights, tmp)
+        write_atomic(state_path, state.read_text(encoding="utf-8"))
 
 
 class BackupBeforeLastEpoch(keras.callbacks.BackupAndRestore):
@@ -235,7 +328,7 @@ def fall_back_to_previous_backup(backup):
 # Flags a resumed run must share with the run it continues (--epochs may grow).
 RESUME_FLAGS = ("model", "optimizer", "lr", "warmup", "weight_decay", "batch_size", "grad_accum", "maxlen",
                 "mixed_precision", "pooling", "second_segment", "limit", "seed",
-                "ema", "layer_lr_decay", "rdrop", "fgm")   # the tricks (clue.tricks)
+                *TRICK_FLAGS)
 
 
 def check_resume_flags(state_path, flags):
@@ -291,6 +384,7 @@ def fit(model, train, evaluate, run, *, loss):
             return finished
         drop_unfinished_first_backup(backup)
         fall_back_to_previous_backup(backup)
+        roll_back_to_backup(backup, run.weights_path, state_path)
         where = "the last finished epoch" if backup.is_dir() else "scratch (no backup found)"
         print(f"{name}: resuming from {where} in {backup}", flush=True)
     else:   # a fresh run: forget any earlier interrupted one
@@ -307,7 +401,7 @@ def fit(model, train, evaluate, run, *, loss):
     # the traced train function, which costs seconds per hundred variables and a second trace.
     model.optimizer.build(model.trainable_variables)
     best = BestOnDev(evaluate, metric, run.weights_path, state_path, resume=args.resume, flags=flags,
-                     partial=run.partial, describe=run_files.describe(run))
+                     partial=run.partial, describe=run_files.describe(run), every=args.eval_every, backup=backup)
     callbacks = [
         StopOnSignal(),
         EpochSeeds(train, args.seed),
@@ -326,6 +420,6 @@ def fit(model, train, evaluate, run, *, loss):
     load_model_weights(model, run.weights_path)
     if not args.keep_backup:   # finished: what resuming needed is no longer needed
         shutil.rmtree(backup, ignore_errors=True)
-    print(f"{name}: best dev {metric} {best.best:.2%} at epoch {best.best_epoch + 1}; "
+    print(f"{name}: best dev {metric} {best.best:.2%} at {best.best_at()}; "
           f"weights {run.weights_path}", flush=True)
     return best.best

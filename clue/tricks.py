@@ -5,8 +5,10 @@
     --layer-lr-decay 0.9   optimizer = AdaFactor(lr, **tricks.optimizer_options(model, layer_lr_decay=0.9))
     --rdrop 1.0            train, loss = tricks.rdrop(train, "sparse_categorical_crossentropy", alpha=1.0)
     --fgm 1.0              model = tricks.fgm(model, epsilon=1.0)
+    --eval-every 100       best_on_dev = training.BestOnDev(evaluate, metric, weights, state, every=100)
 
-``training.fit`` does all four from the flags. EMA is Keras's own (``use_ema``: the optimizer keeps the
+``training.fit`` does all five from the flags (--eval-every: dev also scored within epochs, see
+``clue.training.BestOnDev``). EMA is Keras's own (``use_ema``: the optimizer keeps the
 average as optimizer variables, so the backup holds it and a resume is exact); ``clue.optimizers`` moves it
 only at applied updates. Dev is scored and the best weights saved with the averaged weights, which the
 test predictions then load; training goes on from the raw ones.
@@ -55,13 +57,26 @@ def optimizer_options(model, ema=None, layer_lr_decay=None):
 
 class SwapAveragedWeights(keras.callbacks.Callback):
     """At each epoch's end, swaps the model's trainable weights with the optimizer's averages; one before
-    and one after the callbacks that are to see the averaged weights (``scored_with_average``).
+    and one after the callbacks that are to see the averaged weights (``scored_with_average``). Also after
+    a training batch where one of ``inner`` (those callbacks) says ``scores_after_batch(batch)``
+    (``clue.training.BestOnDev`` with --eval-every).
 
     Not ``keras.callbacks.SwapEMAWeights``: on TensorFlow it swaps by addition and subtraction
     (a + b - b), which rounds, so the raw weights training goes on from would change at every swap; this
     swap copies, so training with --ema follows the run without it bit for bit."""
 
+    def __init__(self, inner=()):
+        super().__init__()
+        self.inner = list(inner)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if any(getattr(c, "scores_after_batch", lambda b: False)(batch) for c in self.inner):
+            self.swap()
+
     def on_epoch_end(self, epoch, logs=None):
+        self.swap()
+
+    def swap(self):
         optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)   # mixed_float16
         for variable, average in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average):
             if average is not None:
@@ -74,7 +89,7 @@ def scored_with_average(callbacks, ema=True):
     """``callbacks`` between two ``SwapAveragedWeights``: their ``on_epoch_end`` (dev score, best
     weights) sees the averaged weights, and the callbacks after them (the backup) the raw ones again, so
     that a resumed run trains on from where the uninterrupted one was. ``callbacks`` alone without ``ema``."""
-    return [SwapAveragedWeights(), *callbacks, SwapAveragedWeights()] if ema else list(callbacks)
+    return [SwapAveragedWeights(callbacks), *callbacks, SwapAveragedWeights(callbacks)] if ema else list(callbacks)
 
 
 class TwiceEach(keras.utils.PyDataset):

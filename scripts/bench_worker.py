@@ -1,11 +1,12 @@
 """Our side of scripts/benchmark.py, one measurement per process (the Keras backend is chosen at import,
 and the parent measures each process's peak memory):
 
-    python scripts/bench_worker.py peak|checkpoint|step|predict JOB.json RESULT.json
+    python scripts/bench_worker.py peak|checkpoint|step|tricks|predict JOB.json RESULT.json
 
 ``peak``: fp32 matmul GFLOP/s (TensorFlow, with and without XLA); ``checkpoint``: a random Google-format
 BERT checkpoint for both end-to-end pipelines; ``step``: train and inference steps of our encoder with the
-task scripts' classifier head, on the backend ``KERAS_BACKEND`` names; ``predict``: texts/s of
+task scripts' classifier head, on the backend ``KERAS_BACKEND`` names; ``tricks``: the train step with each
+leaderboard trick (``clue.tricks``) against the plain one, interleaved; ``predict``: texts/s of
 ``clue.predict`` on a trained run folder against the model alone on the same batches. bert4keras's side is
 scripts/bench_bert4keras.py; it reuses ``random_batch`` and ``timed_steps`` (numpy only) from here.
 """
@@ -110,6 +111,55 @@ def step(job):
             "optimizer_class": type(optimizer).__name__}
 
 
+def trick_step(job, flags):
+    """A train step of encoder + classifier with our AdaFactor (5e-4) and the tricks ``flags`` names
+    ({"ema": 0.999, ...}), built as clue.training.fit builds it; returns the step (no argument)."""
+    import keras
+
+    from clue import tricks
+    from clue.heads import classifier
+    from clue.models import build_transformer_model
+    from clue.optimizers import AdaFactor
+
+    model = classifier(build_transformer_model(config=job["config"], seed=0), job["classes"], seed=0)
+    batch, loss = random_batch(job), "sparse_categorical_crossentropy"
+    if flags.get("fgm") is not None:
+        model = tricks.fgm(model, flags["fgm"])
+    if flags.get("rdrop"):
+        doubled, loss = tricks.rdrop([batch], loss, flags["rdrop"])
+        batch = doubled[0]   # each example twice
+    options = tricks.optimizer_options(model, flags.get("ema"), flags.get("layer_lr_decay"))
+    model.compile(optimizer=AdaFactor(5e-4, **options), loss=loss)
+    model.optimizer.build(model.trainable_variables)
+    token_ids, segment_ids, labels = batch
+    return lambda: model.train_on_batch([token_ids, segment_ids], labels)
+
+
+def tricks_steps(job):
+    """Per variant of ``job["variants"]`` ({name: trick flags}; the first is plain): the first step (trace),
+    then ``repeat`` x ``steps`` rounds of one timed step of every variant in turn, so that load drifts hit
+    all alike. Per variant the median step, and the median over rounds of its step / plain's step in the
+    same round (``ratio``: neighbours in time, so a drift slower than a round cancels)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    steps = {name: trick_step(job, flags) for name, flags in job["variants"].items()}
+    first = {}
+    for name, train in steps.items():
+        start = time.perf_counter()
+        train()
+        first[name] = time.perf_counter() - start
+        train()
+    times = {name: [] for name in steps}
+    for _ in range(job["repeat"] * job["steps"]):
+        for name, train in steps.items():
+            times[name].append(median_time(train, 1)[0])
+    plain = times[next(iter(steps))]
+    return {"rows": [{"variant": name, "flags": job["variants"][name], "train_s": statistics.median(t),
+                      "train_times": t, "ratio": statistics.median(a / b for a, b in zip(t, plain)),
+                      "first_step_s": first[name]} for name, t in times.items()]}
+
+
 def predict(job):
     """texts/s of ``clue.predict.load(run).predict(texts)`` (tokenize, batch, model, labels) against
     ``model.predict_on_batch`` and ``model.predict`` on the same padded batches (the model alone)."""
@@ -140,5 +190,6 @@ def predict(job):
 
 if __name__ == "__main__":
     kind, job_path, result_path = sys.argv[1:]
-    result = {"peak": peak, "checkpoint": checkpoint, "step": step, "predict": predict}[kind](json.loads(Path(job_path).read_text()))
+    result = {"peak": peak, "checkpoint": checkpoint, "step": step, "tricks": tricks_steps,
+              "predict": predict}[kind](json.loads(Path(job_path).read_text()))
     Path(result_path).write_text(json.dumps(result, indent=1), encoding="utf-8")

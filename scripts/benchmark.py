@@ -13,6 +13,8 @@ backend is fixed at import; peak memory is per process):
    examples, dev scoring, test prediction) against a re-creation of the CLUE-bert4keras scripts, both
    loading the same random Google-format checkpoint;
 3. tokenization texts/s, ours against bert4keras, ids checked identical;
+4. the train step with each leaderboard trick (``clue.tricks``: --ema, --layer-lr-decay, --rdrop, --fgm)
+   against the plain one, all in one process and interleaved (``--only tricks``; not in ``--smoke``);
 and the peak resident memory of every process. Results go to ``--out`` and, raw, to ``--json``.
 """
 
@@ -61,12 +63,15 @@ IMPLEMENTATIONS = [
     (BERT4KERAS_ADAFACTOR, LEGACY, {"optimizer": "adafactor"}),
 ]
 E2E = dict(batch_size=32, maxlen=128, lr=5e-4, epochs=1)   # both pipelines: the baselines' tnews/ocnli flags
+# Item 4: the train step with each trick, as ratios to the plain one (our TensorFlow backend, our AdaFactor)
+TRICKS = {"plain": {}, "--ema 0.999": {"ema": 0.999}, "--layer-lr-decay 0.9": {"layer_lr_decay": 0.9},
+          "--rdrop 1": {"rdrop": 1.0}, "--fgm 0.5": {"fgm": 0.5}}
 TOKEN_SETS = ("mix of all fields", "tnews sentence", "afqmc pair", "ocnli pair", "iflytek sentence",
               "cmrc2018 q+context")
 SETTINGS = {
     "full": dict(config=BASE, shapes=[(128, 8), (512, 2)], implementations=[i[0] for i in IMPLEMENTATIONS],
-                 tasks=("tnews", "ocnli"), limit=1280, repeat=3, e2e_repeat=3, keep_outputs=False, texts=20000, predict_texts=1280,
-                 token_sets=TOKEN_SETS,
+                 tasks=("tnews", "ocnli"), limit=1280, repeat=3, e2e_repeat=3, keep_outputs=False, texts=20000,
+                 predict_texts=1280, token_sets=TOKEN_SETS, trick_shape=(128, 8), trick_steps=3,
                  peak_sizes=[(1024, 768, 3072), (1024, 3072, 768), (2048, 2048, 2048), (3072, 3072, 3072)]),
     # CI: every kind of process once, on a 2-layer width-64 model; the figures mean nothing
     "smoke": dict(config=TINY, shapes=[(32, 4)], implementations=[OURS, BERT4KERAS, OURS_ADAFACTOR, BERT4KERAS_ADAFACTOR],
@@ -177,6 +182,16 @@ def measure_e2e(run, setting, model_dir, data_dir):
                             "cpu_s": statistics.median(r["cpu_s"] for r in rows),
                             "peak_rss_mb": max(r["peak_rss_mb"] for r in rows)})
     return results
+
+
+def measure_tricks(run, setting):
+    """Item 4: one process times every variant of ``TRICKS``, in turn within each repetition."""
+    seq, batch = setting["trick_shape"]
+    job = run.job({"config": setting["config"], "seq": seq, "batch": batch, "classes": 2,
+                   "repeat": setting["repeat"], "steps": setting["trick_steps"], "variants": TRICKS})
+    measured = run(f"tricks, seq {seq} x batch {batch}", WORKER, "tricks", job, env={"KERAS_BACKEND": "tensorflow"})
+    return {"seq": seq, "batch": batch, "steps": setting["trick_steps"], "repeat": setting["repeat"],
+            "peak_rss_mb": measured["peak_rss_mb"], "rows": measured["rows"]}
 
 
 def measure_predict(run, setting, model_dir, data_dir):
@@ -387,12 +402,24 @@ def render(results):
                   "target's figure); all four compared id for id.", "",
                   table(["texts", "n", "bert4keras/s", "ours/s", "ours batch/s", "ours arrays/s", "ratio",
                          "batch ratio", "arrays ratio", "identical ids"], rows)]
+    if "tricks" in results:
+        tricks = results["tricks"]
+        rows = [[r["variant"], f"{r['train_s']:.3f}", f"{min(r['train_times']):.3f} - {max(r['train_times']):.3f}",
+                 f"**{r['ratio']:.2f}x**", f"{r['first_step_s']:.0f} s"] for r in tricks["rows"]]
+        parts += ["", "## 4. Leaderboard tricks: train-step cost", "",
+                  f"Train step of encoder + classifier at seq {tricks['seq']} x batch {tricks['batch']} on our "
+                  "TensorFlow backend with our AdaFactor (5e-4), each trick built as `clue.training.fit` builds "
+                  "it from its flag (`clue.tricks`); --rdrop trains on each example twice (batch "
+                  f"{2 * tricks['batch']}). One process holds every variant and times {tricks['repeat']} x "
+                  f"{tricks['steps']} rounds of one step of each in turn, so that load drifts hit all alike; "
+                  "\"vs plain\" is the median over rounds of the variant's step / plain's step in the same round.",
+                  "", table(["variant", "median s/step", "range s", "vs plain", "first step (trace)"], rows)]
     if "predict" in results:
         p = results["predict"]
         rows = [[name, f"{p[name]['s']:.2f}", fmt(p[name]["texts_per_s"]),
                  f"{p['model.predict_on_batch']['s'] / p[name]['s']:.2f}x"]
                 for name in ("clue.predict", "model.predict_on_batch", "model.predict")]
-        parts += ["", "## 4. Predicting with a trained run", "",
+        parts += ["", "## 5. Predicting with a trained run", "",
                   f"The first {p['texts']} tnews dev sentences, the model above (a tnews run of one batch on the random "
                   f"checkpoint), batch {p['batch_size']} ({p['batches']} batches): `clue.predict.load(run).predict(texts)` "
                   "(tokenize, bucket, model, labels) against the model alone on the same padded batches, "
@@ -435,7 +462,7 @@ def machine():
             "os": platform.platform(), "versions": versions}
 
 
-ITEMS = ("peak", "steps", "e2e", "tokenization", "predict")
+ITEMS = ("peak", "steps", "e2e", "tokenization", "tricks", "predict")
 
 
 def main(argv=None):
@@ -467,7 +494,7 @@ def main(argv=None):
         setting["implementations"] = [name for name in setting["implementations"] if name in args.rows]
     out = args.out or (None if args.smoke else str(REPO / "docs" / "benchmark.md"))
     json_out = args.json or (None if args.smoke else str(REPO / "docs" / "benchmark.json"))
-    only = set(args.only or ITEMS)
+    only = set(args.only or (ITEMS if "trick_shape" in setting else set(ITEMS) - {"tricks"}))
     if args.rows and not args.update and set(args.rows) != set(SETTINGS["full"]["implementations"]):
         parser.error("--rows measures part of the step table: use it with --update")
     if args.update and not (json_out and Path(json_out).is_file()):
@@ -505,6 +532,10 @@ def main(argv=None):
             results["e2e"] = measured + kept
         if "tokenization" in only:
             results["tokenization"] = measure_tokenization(run, setting, args.data_dir, args.vocab)
+        if "tricks" in only:
+            if "trick_shape" not in setting:
+                raise SystemExit("--only tricks measures BERT-base size: not with --smoke")
+            results["tricks"] = measure_tricks(run, setting)
         if "predict" in only:
             results["predict"] = measure_predict(run, setting, model_dir, Path(args.data_dir))
     finally:

@@ -7,12 +7,14 @@ test.json (and tnews10_predict.json from test1.0.json when present).
     python tasks/tnews.py --data-dir ~/clue_data --model bert-base --model-dir ~/chinese_L-12_H-768_A-12
 
 Leaderboard tricks are flags of every script (clue.tricks): --ema 0.999, --layer-lr-decay 0.9, --rdrop 1,
---fgm 1. A script that compiles and fits on its own adds each in one line:
+--fgm 1, and --eval-every 100 (dev also scored every 100 batches). A script that compiles and fits on its
+own adds each in one line:
 
     optimizer = AdamW(2e-5, **tricks.optimizer_options(model, ema=0.999, layer_lr_decay=0.9))
     callbacks = tricks.scored_with_average([checkpoint])   # the checkpoint sees the averaged weights
     train, loss = tricks.rdrop(train, "sparse_categorical_crossentropy", alpha=1.0)
     model = tricks.fgm(model, epsilon=1.0)                  # the same layers: the model learns
+    checkpoint = training.BestOnDev(evaluate, "accuracy", weights, state, every=100)   # --eval-every 100
 """
 
 from clue import batching, classification, cli, heads, metrics, predictions, training

@@ -68,7 +68,7 @@ def test_smoke_run(tmp_path, clue_data_dir, vocab_path):
     assert any(t.startswith("tokenization") for t in targets)
     text = out.read_text()
     for heading in ("## Targets", "## fp32 matmul peak", "## 1. Train and inference", "## 2. End to end",
-                    "## 3. Tokenization", "## 4. Predicting with a trained run"):
+                    "## 3. Tokenization", "## 5. Predicting with a trained run"):
         assert heading in text
 
     # --update re-measures one item into the same results, keeps the others and keeps hand-written text

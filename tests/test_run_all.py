@@ -238,3 +238,35 @@ def test_dev_curves_legend_covers_no_curve_and_epochs_are_whole_numbers():
     assert not legend.overlaps(plot), (legend, plot)
     assert [t.get_text() for t in ax.get_xticklabels() if t.get_text()] and \
         all(float(t.get_text()).is_integer() for t in ax.get_xticklabels() if t.get_text())
+
+
+def test_trick_flags_reach_the_scripts_and_a_task_they_do_not_apply_to_is_skipped(capsys):
+    args, names = run_all.parse_args(["--model", "tiny", "--rdrop", "1", "--eval-every", "50"])
+    assert "cmrc2018" not in names and "cluener" not in names and "afqmc" in names
+    assert set(args.skipped) == {"cmrc2018", "cluener"}
+    assert args.skipped["cluener"].startswith("--rdrop does not apply to cluener")
+    assert run_all.task_flags(args, [])[:6] == ["--model", "tiny", "--rdrop", "1.0", "--eval-every", "50"]
+    _, names = run_all.parse_args(["--model", "tiny", "--", "--rdrop", "1"])   # a task flag after --
+    assert "cmrc2018" not in names
+    for argv, message in ((["cmrc2018", "--model", "tiny", "--rdrop", "1"], "--rdrop does not apply to cmrc2018"),
+                          (["--model", "tiny", "--ema", "2"], "--ema must be between 0 and 1")):
+        with pytest.raises(SystemExit):   # a task named with a trick it refuses, a trick out of range
+            run_all.parse_args(argv)
+        assert message in capsys.readouterr().err
+
+
+def test_summary_shows_the_tricks_a_run_used_and_the_skipped_tasks(tmp_path):
+    dirs = OutputDirs(tmp_path).make()
+    for name, flags in (("csl", {"ema": 0.999, "rdrop": None, "eval_every": 50}), ("afqmc", {"ema": None})):
+        (dirs.logs / f"{name}.run.json").write_text(json.dumps({"status": "done", "wall_s": 1.0}))
+        (dirs.logs / f"{name}.state.json").write_text(json.dumps({
+            "metric": "accuracy", "best": 0.5, "best_epoch": 1, "epochs_done": 1, "epochs": 1, "flags": flags,
+            "steps_per_epoch": 100, "evaluations": [[50, 0.4], [100, 0.5]]}))
+    args = SimpleNamespace(model="tiny", output_dir=str(tmp_path), extra=[], skipped={"cluener": "--rdrop ..."})
+    summary = run_all.summarise(["csl", "afqmc"], args, dirs)
+    assert summary["tasks"]["csl"]["tricks"] == "--ema 0.999 --eval-every 50"
+    assert summary["tasks"]["csl"]["dev_curve"] == [[0.5, 40.0], [1.0, 50.0]]
+    table = (dirs.results / "summary.md").read_text()
+    assert "| afqmc | accuracy | 50.00 | 1 | 1/1 | 1.0 | done | - |" in table
+    assert "| csl | accuracy | 50.00 | 1 | 1/1 | 1.0 | done | --ema 0.999 --eval-every 50 |" in table
+    assert "**Skipped** (a trick asked for does not apply): cluener (--rdrop ...)." in table

@@ -65,7 +65,9 @@ class StepWeights(keras.callbacks.Callback):
         self.steps.append([np.array(w) for w in self.model.get_weights()])
 
 
-def ema_fit(tmp_path, optimizer, ema, epochs=2):
+def ema_fit(tmp_path, optimizer, ema, epochs=2, scores=None, every=None):
+    """(model, weights after every batch) of 7 batches per epoch; dev "scores" (by default each epoch the
+    best so far, so the file holds the last epoch's weights) every ``every`` batches and at epoch ends."""
     keras.utils.set_random_seed(3)
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="tanh"),
                               keras.layers.Dense(3, activation="softmax")])
@@ -73,12 +75,24 @@ def ema_fit(tmp_path, optimizer, ema, epochs=2):
     x, y = rng.normal(size=(28, 5)).astype("float32"), rng.integers(0, 3, 28)
     model.compile(optimizer=OPTIMIZERS[optimizer][0](**tricks.optimizer_options(model, ema=ema)),
                   loss="sparse_categorical_crossentropy")
-    scores = iter(range(epochs))   # every epoch is the best so far: the file holds the last epoch's weights
-    best = BestOnDev(lambda m: next(scores), "accuracy", tmp_path / "best.weights.h5", tmp_path / "state.json")
+    scores = iter(scores or range(epochs))
+    best = BestOnDev(lambda m: next(scores), "accuracy", tmp_path / "best.weights.h5", tmp_path / "state.json",
+                     every=every)
     steps = StepWeights()
     model.fit(x, y, batch_size=4, epochs=epochs, shuffle=False, verbose=0,
               callbacks=[steps, *tricks.scored_with_average([best], ema)])
     return model, steps.steps
+
+
+def assert_best_file_holds(tmp_path, model, weights):
+    """Assert that ``ema_fit``'s best-weights file holds ``weights`` (``model``'s, as arrays); its arrays."""
+    model.set_weights(weights)
+    model.save_weights(tmp_path / "expected.weights.h5")
+    saved, expected = h5_layer_arrays(tmp_path / "best.weights.h5"), h5_layer_arrays(tmp_path / "expected.weights.h5")
+    assert saved.keys() == expected.keys() and saved
+    for key in expected:
+        np.testing.assert_allclose(saved[key], expected[key], rtol=1e-5, atol=1e-7, err_msg=key)
+    return saved
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
@@ -98,12 +112,7 @@ def test_ema_weights_are_the_moving_average_of_the_applied_steps(tmp_path, optim
                                                       for a, w in zip(average, weights)]
     if optimizer.endswith("accum3"):   # the average moves less often than the weights do
         assert sum(map(applied, range(len(steps)))) < len(steps)
-    model.set_weights(average)
-    model.save_weights(tmp_path / "expected.weights.h5")
-    saved, expected = h5_layer_arrays(tmp_path / "best.weights.h5"), h5_layer_arrays(tmp_path / "expected.weights.h5")
-    assert saved.keys() == expected.keys() and saved
-    for key in expected:
-        np.testing.assert_allclose(saved[key], expected[key], rtol=1e-5, atol=1e-7, err_msg=key)
+    saved = assert_best_file_holds(tmp_path, model, average)
     # and they are not the raw weights of the last step
     assert not np.allclose(saved[next(iter(saved))], steps[-1][0], atol=1e-6)
 
@@ -142,6 +151,22 @@ def test_ema_resumes_exactly_and_its_averages_are_in_the_backup(tmp_path):
     # epoch 2's averaged best weights would differ)
     state = json.loads((tmp_path / "cut/logs/afqmc.state.json").read_text())
     assert state["flags"]["ema"] == 0.9
+
+
+def test_ema_with_eval_every_scores_and_keeps_the_average_within_an_epoch(tmp_path):
+    decay = 0.8
+    # dev after batches 3, 6 and 7 (the epoch's end): the best is batch 6's
+    model, steps = ema_fit(tmp_path, "adafactor", decay, epochs=1, scores=[0.1, 0.9, 0.5], every=3)
+    (tmp_path / "plain").mkdir()
+    _, plain_steps = ema_fit(tmp_path / "plain", "adafactor", None, epochs=1)
+    assert all(np.array_equal(a, b) for s, t in zip(steps, plain_steps) for a, b in zip(s, t))   # swapped back
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["evaluations"] == [[3, 0.1], [6, 0.9], [7, 0.5]] and state["best_step"] == 6
+    average = steps[0]
+    for weights in steps[1:6]:   # the average after batch 6
+        average = [decay * a + (1 - decay) * w for a, w in zip(average, weights)]
+    saved = assert_best_file_holds(tmp_path, model, average)
+    assert not np.allclose(saved[next(iter(saved))], steps[5][0], atol=1e-6)   # not batch 6's raw weights
 
 
 # ---------------------------------------------------------------------------------------------------------
