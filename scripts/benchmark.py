@@ -471,6 +471,8 @@ def main(argv=None):
     parser.add_argument("--data-dir", default=os.environ.get("CLUE_DATA_DIR", str(SHARED / "clue_data")))
     parser.add_argument("--vocab", default=str(SHARED / "vocab" / "chinese_bert_vocab.txt"))
     parser.add_argument("--repeat", type=int, help="repetitions per measurement (at least 3)")
+    parser.add_argument("--e2e-repeat", type=int, help="end to end: runs per pipeline and task (default --repeat; "
+                        "fewer than 3 when time is short: the report lists every run)")
     parser.add_argument("--limit", type=int,
                         help=f"end to end: train/dev/test examples (steps = limit / {E2E['batch_size']})")
     parser.add_argument("--tasks", nargs="+", choices=("tnews", "ocnli"), help="end-to-end tasks (default both)")
@@ -489,6 +491,10 @@ def main(argv=None):
         if args.repeat < 3:
             parser.error("--repeat must be at least 3 (the report gives medians)")
         setting["repeat"] = setting["e2e_repeat"] = args.repeat
+    if args.e2e_repeat is not None:
+        if args.e2e_repeat < 1:
+            parser.error("--e2e-repeat must be at least 1")
+        setting["e2e_repeat"] = args.e2e_repeat
     setting["limit"], setting["tasks"] = args.limit or setting["limit"], tuple(args.tasks or setting["tasks"])
     if args.rows:
         setting["implementations"] = [name for name in setting["implementations"] if name in args.rows]
