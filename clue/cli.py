@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from clue import demo, registry, run_files
+from clue import demo, devices, registry, run_files
 from clue.paths import (MissingPathError, OutputBusyError, OutputDirs, WriteError, data_root, find_task_dir,
                         lock_task)
 from clue.presets import preset_names, resolve_model
@@ -89,6 +89,16 @@ def build_parser(task):
                    help="keep weights/<task>_backup/ (weights and optimizer state of the last epoch) when the run "
                         "finishes, to --resume it later with more --epochs; deleted otherwise")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs under logs/")
+    # data parallel (clue.devices): --batch-size stays the global batch
+    p.add_argument("--devices", type=devices.parse_devices, default=1, metavar="N|all",
+                   help="train and predict data parallel over N devices (all: every local accelerator); "
+                        "N virtual CPU devices where there are fewer accelerators (TensorFlow and JAX)")
+    p.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="JAX over several processes, one per machine: the first process's address "
+                        "(default: $KERAS_DISTRIBUTION_JOB_ADDRESSES)")
+    p.add_argument("--num-processes", type=int, help="with --coordinator (default: $KERAS_DISTRIBUTION_NUM_PROCESSES)")
+    p.add_argument("--process-id", type=int, help="with --coordinator: this process, from 0 "
+                                                  "(default: $KERAS_DISTRIBUTION_PROCESS_ID)")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress output")
     return p
 
@@ -209,7 +219,7 @@ def parse_args(task_name, argv=None):
     args.explicit = explicit_flags(parser, argv)
     if args.lr is None:
         args.lr = 5e-4 if args.optimizer == "adafactor" else 2e-5
-    for flag in ("epochs", "batch_size", "maxlen", "grad_accum", "limit"):
+    for flag in ("epochs", "batch_size", "maxlen", "grad_accum", "limit", "num_processes"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
     check_tricks(parser, task, args)
@@ -276,7 +286,9 @@ def import_keras(verbose):
 def start(task_name, argv=None):
     """Read the flags and set up a run: seeds, precision policy, demo data when nothing is configured."""
     task, args = parse_args(task_name, argv)
+    devices.prepare(args)
     keras = import_keras(args.verbose)
+    devices.start(args)
     banner = None
     if wants_demo(task, args):
         folder = task.demo(Path(args.output_dir) / "demo_data" / task.name, seed=args.seed)
@@ -313,5 +325,5 @@ def run(main):
         print(f"interrupted{where}; rerun with --resume to continue", file=sys.stderr, flush=True)
         sys.exit(130)
     except (MissingPathError, OutputBusyError, WriteError, DataError, CheckpointError, ConfigError,
-            VocabError) as err:
+            VocabError, devices.DeviceError) as err:
         sys.exit(f"error: {err}")

@@ -1,0 +1,163 @@
+"""Data-parallel training over several devices (``--devices N|all``), set up before the backend starts.
+
+    devices.prepare(args)          # before Keras is imported: virtual CPU devices for JAX (XLA_FLAGS)
+    keras = cli.import_keras(...)
+    devices.start(args)            # Keras's DataParallel (JAX) or a global MirroredStrategy (TensorFlow)
+    devices.replicas()             # how many devices each batch is split over (1 when not distributed)
+
+``--batch-size`` stays the global batch: each of the N devices gets 1/N of it. ``clue.batching.Batches``
+pads a batch that does not split evenly with zero-weight examples and ``batching.predict`` drops their
+rows, so N devices train and predict as one does. With fewer accelerators than N (a laptop, CI) the run
+uses N virtual CPU devices and says so: a multi-GPU command can be dry-run anywhere. JAX runs over
+several processes (one per machine) through ``keras.distribution.initialize``; each process then reads
+its own share of every global batch (``process_share``). No module here imports Keras at import time.
+"""
+
+import argparse
+import os
+import sys
+
+ALL = "all"
+_state = {"replicas": 1, "process": 0, "processes": 1}
+_strategies = {}   # TensorFlow: one MirroredStrategy per device set and process (two would share collective keys)
+
+
+class DeviceError(ValueError):
+    """--devices asks for something this backend or machine cannot do."""
+
+
+def parse_devices(text):
+    """--devices: a whole number >= 1, or "all" (every local accelerator)."""
+    if text == ALL:
+        return ALL
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"takes a whole number of at least 1 or 'all', got {text!r}")
+    return value
+
+
+def wanted(args):
+    """True when the run asks for more than one device or for several processes."""
+    return args.devices != 1 or multi_process(args)
+
+
+def multi_process(args):
+    return bool(args.coordinator or os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"))
+
+
+def backend():
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+def prepare(args):
+    """Before Keras (and its backend) is imported. JAX makes its CPU devices when it starts, so N virtual
+    ones are asked for now (XLA_FLAGS); they only serve when there are fewer accelerators than N."""
+    if not wanted(args):
+        return
+    if backend() == "torch":
+        raise DeviceError("--devices above 1 needs Keras's distribution API on PyTorch, which released Keras "
+                          "does not have: use KERAS_BACKEND=jax or tensorflow")
+    if backend() == "jax" and args.devices != ALL and args.devices > 1 and "jax" not in sys.modules:
+        flag = f"--xla_force_host_platform_device_count={args.devices}"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+
+
+def start(args):
+    """After Keras is imported, before any model is built: distribute over the devices --devices names.
+    Returns the number of devices each batch is split over."""
+    _state.update(replicas=1, process=0, processes=1)
+    if not wanted(args):   # a run before this one in the same process may have distributed
+        if backend() == "jax":
+            import keras
+
+            keras.distribution.set_distribution(None)
+        elif backend() == "tensorflow" and "tensorflow" in sys.modules:
+            import tensorflow as tf
+
+            if tf.distribute.has_strategy():
+                tf.distribute.experimental_set_strategy(None)
+        return 1
+    if backend() == "jax":
+        count = _start_jax(args)
+    else:
+        count = _start_tensorflow(args)
+    _state["replicas"] = count
+    return count
+
+
+def _choose(accelerators, cpus, asked, kind):
+    """The devices to use: ``asked`` accelerators, else ``asked`` (virtual) CPU devices, saying so."""
+    if asked == ALL:
+        if accelerators:
+            return accelerators
+        print(f"devices: no accelerator found; --devices all runs on 1 CPU device", flush=True)
+        return cpus[:1]
+    if len(accelerators) >= asked:
+        return accelerators[:asked]
+    if len(cpus) < asked:
+        raise DeviceError(f"--devices {asked}: {len(cpus)} CPU devices, and the backend started before more could "
+                          f"be made (run --devices in a process of its own)")
+    have = f"{len(accelerators)} {kind}" + ("s" if len(accelerators) != 1 else "")
+    print(f"devices: {have} for --devices {asked}: running on {asked} virtual CPU devices", flush=True)
+    return cpus[:asked]
+
+
+def _start_jax(args):
+    import jax
+    import keras
+
+    if multi_process(args):
+        keras.distribution.initialize(args.coordinator, args.num_processes, args.process_id)
+        _state.update(process=jax.process_index(), processes=jax.process_count())
+    accelerators = [d for d in jax.devices() if d.platform != "cpu"]
+    if _state["processes"] > 1:   # every process's devices, the same number each
+        chosen = jax.devices()
+    else:
+        chosen = _choose(accelerators, jax.devices("cpu"), args.devices, "accelerator")
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=chosen))
+    where = f" in {_state['processes']} processes" if _state["processes"] > 1 else ""
+    print(f"devices: data parallel over {len(chosen)} {chosen[0].platform.upper()} devices{where} (JAX)",
+          flush=True)
+    return len(chosen)
+
+
+def _start_tensorflow(args):
+    import tensorflow as tf
+
+    if multi_process(args):
+        raise DeviceError("--coordinator (several processes) runs on JAX: set KERAS_BACKEND=jax")
+    gpus = tf.config.list_physical_devices("GPU")
+    cpus = tf.config.list_physical_devices("CPU")
+    asked = args.devices
+    if asked != ALL and len(gpus) < asked:
+        try:   # only before TensorFlow starts its runtime (listing logical devices starts it)
+            tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * asked)
+        except RuntimeError:   # started: a run before this one in the same process may have split it
+            pass
+    names = [d.name for d in _choose(tf.config.list_logical_devices("GPU"), tf.config.list_logical_devices("CPU"),
+                                     asked, "GPU")]
+    if tuple(names) not in _strategies:
+        _strategies[tuple(names)] = tf.distribute.MirroredStrategy(names)
+    tf.distribute.experimental_set_strategy(_strategies[tuple(names)])
+    print(f"devices: data parallel over {len(names)} devices ({', '.join(names)}; TensorFlow MirroredStrategy)",
+          flush=True)
+    return len(names)
+
+
+def replicas():
+    """How many devices, all processes together, each global batch is split over."""
+    return _state["replicas"]
+
+
+def process_share(rows):
+    """The slice of a global batch of ``rows`` (a multiple of ``replicas()``) this process feeds."""
+    share = rows // _state["processes"]
+    return slice(_state["process"] * share, (_state["process"] + 1) * share)
+
+
+def writes_files():
+    """True in the one process that writes the run's files (all but the first only compute)."""
+    return _state["process"] == 0
