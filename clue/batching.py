@@ -83,8 +83,7 @@ class Batches(keras.utils.PyDataset):
     Over several devices (``replicas``, default ``clue.devices.replicas()``) every batch splits evenly: a
     short one is filled up with copies of its first example of weight 0, and every batch is (x, y, weight),
     the real examples weighing rows / real rows, so that Keras's mean loss (the weighted sum over the rows)
-    is the mean over the real examples, on each device's share too; ``predict`` drops the filler rows. In
-    several processes each one yields its share of the rows (``devices.process_share``).
+    is the mean over the real examples, on each device's share too; ``predict`` drops the filler rows.
     """
 
     def __init__(self, examples, collate, batch_size, shuffle=False, seed=0, bucket=None, length_of=None,
@@ -128,16 +127,11 @@ class Batches(keras.utils.PyDataset):
         rows = len(chosen) + filler
         weight = np.zeros(rows, "float32")
         weight[:len(chosen)] = rows / len(chosen)
-        share = devices.process_share(rows)
-        return keras.tree.map_structure(lambda a: a[share], (x, y, weight))
+        return x, y, weight
 
     def real_rows(self, index):
-        """How many of batch ``index``'s rows (this process's share of them) are examples, not filler."""
-        if self.replicas == 1:
-            return len(self.batches[index])
-        rows = -(-len(self.batches[index]) // self.replicas) * self.replicas
-        share = devices.process_share(rows)
-        return min(max(len(self.batches[index]) - share.start, 0), share.stop - share.start)
+        """How many of batch ``index``'s rows are examples (the first ones), not filler."""
+        return len(self.batches[index])
 
     def set_epoch(self, epoch):
         """Plan the batches of ``epoch`` (the order depends on (seed, epoch) only: resumed runs match)."""

@@ -93,12 +93,6 @@ def build_parser(task):
     p.add_argument("--devices", type=devices.parse_devices, default=1, metavar="N|all",
                    help="train and predict data parallel over N devices (all: every local accelerator); "
                         "N virtual CPU devices where there are fewer accelerators (TensorFlow and JAX)")
-    p.add_argument("--coordinator", metavar="HOST:PORT",
-                   help="JAX over several processes, one per machine: the first process's address "
-                        "(default: $KERAS_DISTRIBUTION_JOB_ADDRESSES)")
-    p.add_argument("--num-processes", type=int, help="with --coordinator (default: $KERAS_DISTRIBUTION_NUM_PROCESSES)")
-    p.add_argument("--process-id", type=int, help="with --coordinator: this process, from 0 "
-                                                  "(default: $KERAS_DISTRIBUTION_PROCESS_ID)")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress output")
     return p
 
@@ -219,7 +213,7 @@ def parse_args(task_name, argv=None):
     args.explicit = explicit_flags(parser, argv)
     if args.lr is None:
         args.lr = 5e-4 if args.optimizer == "adafactor" else 2e-5
-    for flag in ("epochs", "batch_size", "maxlen", "grad_accum", "limit", "num_processes"):
+    for flag in ("epochs", "batch_size", "maxlen", "grad_accum", "limit"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
     check_tricks(parser, task, args)

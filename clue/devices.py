@@ -8,9 +8,10 @@
 ``--batch-size`` stays the global batch: each of the N devices gets 1/N of it. ``clue.batching.Batches``
 pads a batch that does not split evenly with zero-weight examples and ``batching.predict`` drops their
 rows, so N devices train and predict as one does. With fewer accelerators than N (a laptop, CI) the run
-uses N virtual CPU devices and says so: a multi-GPU command can be dry-run anywhere. JAX runs over
-several processes (one per machine) through ``keras.distribution.initialize``; each process then reads
-its own share of every global batch (``process_share``). No module here imports Keras at import time.
+uses N virtual CPU devices and says so: a multi-GPU command can be dry-run anywhere. One process (one
+machine) only: Keras's multi-process JAX (``keras.distribution.initialize``) would need each process to
+feed its share of a batch and prediction to gather the rows of all, which ``batching.predict`` does not do.
+This module imports no backend at import time.
 """
 
 import argparse
@@ -18,7 +19,7 @@ import os
 import sys
 
 ALL = "all"
-_state = {"replicas": 1, "process": 0, "processes": 1}
+_state = {"replicas": 1}
 _strategies = {}   # TensorFlow: one MirroredStrategy per device set and process (two would share collective keys)
 
 
@@ -40,12 +41,8 @@ def parse_devices(text):
 
 
 def wanted(args):
-    """True when the run asks for more than one device or for several processes."""
-    return args.devices != 1 or multi_process(args)
-
-
-def multi_process(args):
-    return bool(args.coordinator or os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"))
+    """True when the run asks for more than one device."""
+    return args.devices != 1
 
 
 def backend():
@@ -68,7 +65,7 @@ def prepare(args):
 def start(args):
     """After Keras is imported, before any model is built: distribute over the devices --devices names.
     Returns the number of devices each batch is split over."""
-    _state.update(replicas=1, process=0, processes=1)
+    _state["replicas"] = 1
     if not wanted(args):   # a run before this one in the same process may have distributed
         if backend() == "jax":
             import keras
@@ -109,26 +106,16 @@ def _start_jax(args):
     import jax
     import keras
 
-    if multi_process(args):
-        keras.distribution.initialize(args.coordinator, args.num_processes, args.process_id)
-        _state.update(process=jax.process_index(), processes=jax.process_count())
     accelerators = [d for d in jax.devices() if d.platform != "cpu"]
-    if _state["processes"] > 1:   # every process's devices, the same number each
-        chosen = jax.devices()
-    else:
-        chosen = _choose(accelerators, jax.devices("cpu"), args.devices, "accelerator")
+    chosen = _choose(accelerators, jax.devices("cpu"), args.devices, "accelerator")
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=chosen))
-    where = f" in {_state['processes']} processes" if _state["processes"] > 1 else ""
-    print(f"devices: data parallel over {len(chosen)} {chosen[0].platform.upper()} devices{where} (JAX)",
-          flush=True)
+    print(f"devices: data parallel over {len(chosen)} {chosen[0].platform.upper()} devices (JAX)", flush=True)
     return len(chosen)
 
 
 def _start_tensorflow(args):
     import tensorflow as tf
 
-    if multi_process(args):
-        raise DeviceError("--coordinator (several processes) runs on JAX: set KERAS_BACKEND=jax")
     gpus = tf.config.list_physical_devices("GPU")
     cpus = tf.config.list_physical_devices("CPU")
     asked = args.devices
@@ -148,16 +135,5 @@ def _start_tensorflow(args):
 
 
 def replicas():
-    """How many devices, all processes together, each global batch is split over."""
+    """How many devices each batch is split over."""
     return _state["replicas"]
-
-
-def process_share(rows):
-    """The slice of a global batch of ``rows`` (a multiple of ``replicas()``) this process feeds."""
-    share = rows // _state["processes"]
-    return slice(_state["process"] * share, (_state["process"] + 1) * share)
-
-
-def writes_files():
-    """True in the one process that writes the run's files (all but the first only compute)."""
-    return _state["process"] == 0

@@ -58,15 +58,6 @@ def test_predict_drops_the_filler_rows(replicas):
     np.testing.assert_array_equal(out[:, 0], [sum(e[0]) for e in EXAMPLES])
 
 
-def test_process_share_cuts_each_global_batch_per_process(monkeypatch):
-    monkeypatch.setitem(devices._state, "processes", 2)
-    monkeypatch.setitem(devices._state, "process", 1)
-    batches = batching.Batches(EXAMPLES, collate, batch_size=3, multiple=1, replicas=4)
-    x, y, weight = batches[0]   # rows 2 and 3 of the 4: the third example and the filler
-    assert list(y) == [2, 0] and list(weight) == [4 / 3, 0]
-    assert batches.real_rows(0) == 1
-
-
 @pytest.mark.parametrize("text", ["0", "-1", "two", ""])
 def test_bad_devices_flag_is_one_line(text):
     result = subprocess.run([sys.executable, "tasks/tnews.py", "--devices", text], cwd=REPO, capture_output=True,
@@ -77,12 +68,12 @@ def test_bad_devices_flag_is_one_line(text):
 
 def test_pytorch_is_refused_in_one_line(monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "torch")
-    args = type("Args", (), {"devices": 2, "coordinator": None})()
+    args = type("Args", (), {"devices": 2})()
     with pytest.raises(devices.DeviceError, match="KERAS_BACKEND=jax or tensorflow"):
         devices.prepare(args)
 
 
-# --- 2 devices against 1: tiny encoder without dropout (TensorFlow's replicas draw masks of their own), real data
+# --- 2 devices against 1: tiny encoder (1 layer) without dropout (TensorFlow's replicas draw masks of their own), real data
 
 JOBS = {   # each with a short last batch (padded on 2 devices); c3 accumulates over 2 epochs
     "tnews": ["--limit", "11", "--batch-size", "4", "--maxlen", "16", "--epochs", "1"],
@@ -97,7 +88,7 @@ def device_runs(tmp_path_factory, clue_data_dir):
     """{backend: (folder, output)}: every job run with --devices 2 and 1, one process per backend, both at once."""
     root = tmp_path_factory.mktemp("devices")
     preset = json.loads((REPO / "configs" / "tiny.json").read_text())
-    preset["config"].update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    preset["config"].update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_hidden_layers=1)
     (root / "tiny0.json").write_text(json.dumps(preset))
     running = {}
     for backend in BACKENDS:
