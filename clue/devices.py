@@ -57,6 +57,9 @@ def prepare(args):
     if backend() == "torch":
         raise DeviceError("--devices above 1 needs Keras's distribution API on PyTorch, which released Keras "
                           "does not have: use KERAS_BACKEND=jax or tensorflow")
+    if backend() == "tensorflow" and args.optimizer == "adamw" and args.grad_accum > 1:
+        raise DeviceError("--optimizer adamw --grad-accum accumulates with Keras's own, which fails under a TensorFlow "
+                          "strategy (keras-team/keras#20582): use --optimizer adafactor, or KERAS_BACKEND=jax")
     if backend() == "jax" and args.devices != ALL and args.devices > 1 and "jax" not in sys.modules:
         flag = f"--xla_force_host_platform_device_count={args.devices}"
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import keras
@@ -68,9 +69,17 @@ def test_bad_devices_flag_is_one_line(text):
 
 def test_pytorch_is_refused_in_one_line(monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "torch")
-    args = type("Args", (), {"devices": 2})()
+    args = SimpleNamespace(devices=2, optimizer="adafactor", grad_accum=1)
     with pytest.raises(devices.DeviceError, match="KERAS_BACKEND=jax or tensorflow"):
         devices.prepare(args)
+
+
+def test_keras_accumulation_under_a_tensorflow_strategy_is_refused(monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    with pytest.raises(devices.DeviceError, match="keras-team/keras#20582"):
+        devices.prepare(SimpleNamespace(devices=2, optimizer="adamw", grad_accum=2))
+    devices.prepare(SimpleNamespace(devices=2, optimizer="adafactor", grad_accum=2))   # ours: fine
+    devices.prepare(SimpleNamespace(devices=1, optimizer="adamw", grad_accum=2))       # one device: fine
 
 
 # --- 2 devices against 1: tiny encoder (1 layer) without dropout (TensorFlow's replicas draw masks of their own), real data
