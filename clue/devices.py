@@ -46,6 +46,7 @@ def wanted(args):
 
 
 def backend():
+    """The backend Keras will start, as far as the environment tells before it is imported."""
     return os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
@@ -68,22 +69,22 @@ def prepare(args):
 def start(args):
     """After Keras is imported, before any model is built: distribute over the devices --devices names.
     Returns the number of devices each batch is split over."""
+    import keras
+
+    name = keras.backend.backend()   # now known for sure (KERAS_BACKEND or ~/.keras/keras.json)
     _state["replicas"] = 1
     if not wanted(args):   # a run before this one in the same process may have distributed
-        if backend() == "jax":
-            import keras
-
+        if name == "jax":
             keras.distribution.set_distribution(None)
-        elif backend() == "tensorflow" and "tensorflow" in sys.modules:
+        elif name == "tensorflow":
             import tensorflow as tf
 
             if tf.distribute.has_strategy():
                 tf.distribute.experimental_set_strategy(None)
         return 1
-    if backend() == "jax":
-        count = _start_jax(args)
-    else:
-        count = _start_tensorflow(args)
+    if name not in ("jax", "tensorflow"):
+        raise DeviceError(f"--devices above 1 runs on JAX or TensorFlow, not {name}")
+    count = _start_jax(args) if name == "jax" else _start_tensorflow(args)
     _state["replicas"] = count
     return count
 
