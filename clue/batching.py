@@ -17,7 +17,7 @@ import sys
 import keras
 import numpy as np
 
-from clue import interrupt
+from clue import devices, interrupt
 from clue.tokenizer import truncate_lengths
 
 BUCKET = 50   # bucket within windows of 50 batches (as transformers' group_by_length): less padding
@@ -83,10 +83,15 @@ class Batches(keras.utils.PyDataset):
     order, and a resumed run the order of an uninterrupted one. ``bucket``: sort examples by length inside
     windows of ``bucket`` batches, so that each batch holds similar lengths (less padding), the batch order
     shuffled too when ``shuffle``. ``order`` lists the example indices in the order the batches yield them.
+
+    Over several devices (``replicas``, default ``clue.devices.replicas()``) every batch splits evenly: a
+    short one is filled up with copies of its first example of weight 0, and every batch is (x, y, weight),
+    the real examples weighing rows / real rows, so that Keras's mean loss (the weighted sum over the rows)
+    is the mean over the real examples, on each device's share too; ``predict`` drops the filler rows.
     """
 
     def __init__(self, examples, collate, batch_size, shuffle=False, seed=0, bucket=None, length_of=None,
-                 multiple=None, **kwargs):
+                 multiple=None, replicas=None, **kwargs):
         super().__init__(**kwargs)
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -94,6 +99,7 @@ class Batches(keras.utils.PyDataset):
         self.shuffle, self.seed, self.bucket = shuffle, seed, bucket
         self.length_of = length_of or (lambda example: len(example[0]))
         self.multiple = MULTIPLE.get(keras.backend.backend(), 1) if multiple is None else multiple
+        self.replicas = devices.replicas() if replicas is None else replicas
         self.epoch = 0
         self._plan()
 
@@ -117,8 +123,19 @@ class Batches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         chosen = [self.examples[i] for i in self.batches[index]]
-        length = max(self.length_of(e) for e in chosen)
-        return self.collate(chosen, -(-length // self.multiple) * self.multiple)
+        length = -(-max(self.length_of(e) for e in chosen) // self.multiple) * self.multiple
+        if self.replicas == 1:
+            return self.collate(chosen, length)
+        filler = -len(chosen) % self.replicas
+        x, y = self.collate(chosen + chosen[:1] * filler, length)
+        rows = len(chosen) + filler
+        weight = np.zeros(rows, "float32")
+        weight[:len(chosen)] = rows / len(chosen)
+        return x, y, weight
+
+    def real_rows(self, index):
+        """How many of batch ``index``'s rows are examples (the first ones), not filler."""
+        return len(self.batches[index])
 
     def set_epoch(self, epoch):
         """Plan the batches of ``epoch`` (the order depends on (seed, epoch) only: resumed runs match)."""
@@ -224,7 +241,7 @@ def run_model(model, batches, reduce, verbose):
     outputs = []
     for i in range(len(batches)):
         interrupt.check()
-        out = np.asarray(model.predict_on_batch(batches[i][0]))
+        out = np.asarray(model.predict_on_batch(batches[i][0]))[:batches.real_rows(i)]
         outputs.append([reduce(row) for row in out] if reduce else out)
         if progress:
             progress.update(i + 1)

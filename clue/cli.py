@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from clue import demo, registry, run_files
+from clue import demo, devices, registry, run_files
 from clue.paths import (MissingPathError, OutputBusyError, OutputDirs, WriteError, data_root, find_task_dir,
                         lock_task)
 from clue.presets import preset_names, resolve_model
@@ -79,6 +79,10 @@ def build_parser(task):
                    help="keep weights/<task>_backup/ (weights and optimizer state of the last epoch) when the run "
                         "finishes, to --resume it later with more --epochs; deleted otherwise")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs under logs/")
+    # data parallel (clue.devices): --batch-size stays the global batch
+    p.add_argument("--devices", type=devices.parse_devices, default=1, metavar="N|all",
+                   help="train and predict data parallel over N devices (all: every local accelerator); "
+                        "N virtual CPU devices where there are fewer accelerators (TensorFlow and JAX)")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress output")
     return p
 
@@ -300,7 +304,9 @@ def import_keras(verbose):
 def start(task_name, argv=None):
     """Read the flags and set up a run: seeds, precision policy, demo data when nothing is configured."""
     task, args = parse_args(task_name, argv)
+    devices.prepare(args)
     keras = import_keras(args.verbose)
+    devices.start(args)
     banner = None
     if wants_demo(task, args):
         folder = task.demo(Path(args.output_dir) / "demo_data" / task.name, seed=args.seed)
@@ -327,7 +333,8 @@ def user_errors():
     from clue.presets import ConfigError
     from clue.tokenizer import VocabError
 
-    return MissingPathError, OutputBusyError, WriteError, DataError, CheckpointError, ConfigError, VocabError
+    return (MissingPathError, OutputBusyError, WriteError, DataError, CheckpointError, ConfigError, VocabError,
+            devices.DeviceError)
 
 
 def run(main):

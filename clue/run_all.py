@@ -28,11 +28,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from clue import cli, ensemble, grid, predictions, registry, run_files, summary
+from clue import cli, devices, ensemble, grid, predictions, registry, run_files, summary
 from clue.paths import OutputDirs, atomic_path, write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = ("model", "model_dir", "data_dir", "epochs", "batch_size", "maxlen", "lr", "limit", "seed", *cli.TRICK_FLAGS)
+SHARED = ("model", "model_dir", "data_dir", "epochs", "batch_size", "maxlen", "lr", "limit", "seed", "devices",
+          *cli.TRICK_FLAGS)
 read_json = summary.read_json
 
 
@@ -63,12 +64,18 @@ def task_flags(args, extra, output_dir=None, seed=None, combination=None):
     return flags + ["--output-dir", str(output_dir or args.output_dir)] + list(extra)
 
 
+def training_flags(flags):
+    """``flags`` without --devices: the same training on any number of devices, so a run goes on (resumes,
+    or stays finished) when only the device count changed."""
+    return [f for i, f in enumerate(flags) if f != "--devices" and (i == 0 or flags[i - 1] != "--devices")]
+
+
 def decide(task, flags, dirs, force=False):
     """"skip", "resume" or "fresh", with the reason: from the last run record and the script's own state."""
     record = read_json(dirs.logs / f"{task.name}.run.json")
     if force or record is None:
         return "fresh", "forced" if force else "no earlier run"
-    if record.get("flags") != flags:
+    if training_flags(record.get("flags") or []) != training_flags(flags):
         return "fresh", "the earlier run had other flags"
     if record.get("status") == "done":
         written = set(record.get("outputs", []))
@@ -267,6 +274,8 @@ def build_parser():
     p.add_argument("--limit", type=int, help="at most N examples per split (smoke runs)")
     p.add_argument("--seed", type=int)
     cli.add_trick_flags(p)
+    p.add_argument("--devices", type=devices.parse_devices, metavar="N|all",
+                   help="each task data parallel over N devices (see the task scripts' --devices)")
     p.add_argument("--seeds", help="S1,S2,...: run each task once per seed, in seed<S>/; the summary gives "
                                    "each seed's dev score and their mean and standard deviation")
     p.add_argument("--ensemble", action="store_true",

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from clue import batching, interrupt, run_files, tricks
+from clue import batching, devices, interrupt, run_files, tricks
 from clue.cli import TRICK_FLAGS
 from clue.optimizers import AdaFactor, AdamW
 from clue.paths import atomic_path, require_free_space, write_atomic
@@ -287,6 +287,31 @@ def as_fit_data(batches):
     return data.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(2)
 
 
+class ExampleLoss(keras.metrics.Mean):
+    """The training loss averaged over the real examples of an epoch, the filler rows of batches padded to
+    split over several devices (weight 0, ``clue.batching.Batches``) left out. Keras's own "loss" averages
+    the batch losses weighted by their row counts, filler included."""
+
+    def __init__(self, loss, name="example_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.per_example = loss.call if isinstance(loss, keras.losses.Loss) else keras.losses.get(loss)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        values = ops.convert_to_tensor(self.per_example(y_true, y_pred))
+        values = ops.reshape(values, (ops.shape(values)[0], -1))
+        real = None if sample_weight is None else ops.cast(ops.greater(sample_weight, 0), values.dtype)
+        return super().update_state(ops.mean(values, axis=-1), sample_weight=real)
+
+
+class ExampleLossAsLoss(keras.callbacks.Callback):
+    """At each epoch's end, the logs' "loss" (CSV log, history) becomes ``ExampleLoss``'s: over several
+    devices the epoch's loss is then the one device's."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and "example_loss" in logs:
+            logs["loss"] = logs.pop("example_loss")
+
+
 def drop_unfinished_first_backup(backup):
     """Forget a first backup that a kill interrupted. Keras writes the weights, then
     ``training_metadata.json``; without the metadata the weights file may be half written, and unlike later
@@ -396,13 +421,16 @@ def fit(model, train, evaluate, run, *, loss):
     if args.rdrop:   # each example twice per batch, the loss with the pair's KL
         fit_batches, loss = tricks.rdrop(train, loss, args.rdrop)
     options = tricks.optimizer_options(model, args.ema, args.layer_lr_decay)
-    model.compile(optimizer=make_optimizer(args, args.epochs * len(train), **options), loss=loss)
+    spread = devices.replicas() > 1   # batches padded to split evenly: the loss is logged over real examples
+    model.compile(optimizer=make_optimizer(args, args.epochs * len(train), **options), loss=loss,
+                  weighted_metrics=[ExampleLoss(loss)] if spread else None)
     # Build the optimizer's slots now, eagerly: left to the first step (TensorFlow), they are created inside
     # the traced train function, which costs seconds per hundred variables and a second trace.
     model.optimizer.build(model.trainable_variables)
     best = BestOnDev(evaluate, metric, run.weights_path, state_path, resume=args.resume, flags=flags,
                      partial=run.partial, describe=run_files.describe(run), every=args.eval_every, backup=backup)
     callbacks = [
+        *([ExampleLossAsLoss()] if spread else []),
         StopOnSignal(),
         EpochSeeds(train, args.seed),
         RoomOnDisk(backup),

@@ -106,14 +106,16 @@ def test_decisions(tmp_path):
     assert run_all.decide(task, flags, dirs) == ("resume", "the earlier run ended failed")
     record(status="running")                                     # the runner itself was killed
     assert run_all.decide(task, flags, dirs) == ("resume", "the earlier run ended running")
+    # the same training on another number of devices goes on from it
+    assert run_all.decide(task, [*flags, "--devices", "2"], dirs) == ("resume", "the earlier run ended running")
 
 
 def test_flags_reach_every_script_in_a_fixed_order():
     args = SimpleNamespace(model="tiny", model_dir=None, data_dir="d", epochs=2, batch_size=None, maxlen=64,
-                           lr=None, limit=10, seed=None, output_dir="o")
+                           lr=None, limit=10, seed=None, devices=2, output_dir="o")
     assert run_all.task_flags(args, ["--pooling", "avg"]) == [
         "--model", "tiny", "--data-dir", "d", "--epochs", "2", "--maxlen", "64", "--limit", "10",
-        "--output-dir", "o", "--pooling", "avg"]
+        "--devices", "2", "--output-dir", "o", "--pooling", "avg"]
 
 
 def test_interrupted_task_is_resumed(tmp_path, clue_data_dir, capsys):
