@@ -101,7 +101,7 @@ def add_trick_flags(parser):
                              "(cmrc2018, cluener: no single distribution per example)")
     parser.add_argument("--fgm", type=float, metavar="EPSILON",
                         help="FGM adversarial training: each step taken with the token embeddings moved by "
-                             "EPSILON x g/||g|| (g their loss gradient), then moved back (e.g. 1; TensorFlow and JAX)")
+                             "EPSILON x g/||g|| (g their loss gradient), then moved back (e.g. 1)")
     parser.add_argument("--eval-every", type=int, metavar="STEPS",
                         help="also score dev every STEPS training batches (counted over the run), not only at each "
                              "epoch's end; the best of all these is kept as the best weights")

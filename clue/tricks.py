@@ -151,7 +151,7 @@ class AdversarialModel(keras.Model):
     embedding matrix E is moved by r = epsilon x g / (||g|| + 1e-8), g the loss gradient on E; the usual
     step is taken at E + r (its gradients, its loss in the logs), and r is taken back off. Built from a
     functional model's inputs and outputs (``fgm``): the layers, variables and weights file are the
-    model's own. TensorFlow and JAX (a backend's train step is overridden; ``fgm`` refuses the others)."""
+    model's own. TensorFlow, JAX and PyTorch (each backend's train step is overridden)."""
 
     def __init__(self, *args, epsilon=1.0, **kwargs):
         super().__init__(*args, **kwargs)
@@ -180,6 +180,23 @@ class AdversarialModel(keras.Model):
             embedding.assign_sub(delta)
             return logs
 
+    elif keras.backend.backend() == "torch":
+        def train_step(self, data):
+            import torch
+
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            embedding = self.trainable_variables[self.embedding_index]
+            loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True), sample_weight=sample_weight,
+                                     training=True)
+            (gradient,) = torch.autograd.grad(loss, embedding.value)
+            with torch.no_grad():
+                delta = self.perturbation(gradient)
+                embedding.assign_add(delta)
+            logs = super().train_step(data)
+            with torch.no_grad():
+                embedding.assign_sub(delta)
+            return logs
+
     elif keras.backend.backend() == "jax":
         def train_step(self, state, data):
             import jax
@@ -205,6 +222,6 @@ class AdversarialModel(keras.Model):
 def fgm(model, epsilon):
     """``model`` (functional, with bert4keras's ``Embedding-Token``) trained with FGM at ``epsilon``
     (``AdversarialModel``): the same layers and variables, so ``model`` itself holds what it learns."""
-    if keras.backend.backend() not in ("tensorflow", "jax"):
-        raise ValueError(f"--fgm runs on TensorFlow and JAX, not {keras.backend.backend()}")
+    if keras.backend.backend() not in ("tensorflow", "jax", "torch"):
+        raise ValueError(f"--fgm runs on TensorFlow, JAX and PyTorch, not {keras.backend.backend()}")
     return AdversarialModel(model.inputs, model.outputs, name=model.name, epsilon=epsilon)

@@ -1,7 +1,7 @@
 """The leaderboard tricks (clue.tricks, issue 16): EMA, layer-wise learning-rate decay, R-Drop, FGM.
 
 Backend-neutral (``train_on_batch``, ``fit``): CI runs them on TensorFlow; ``KERAS_BACKEND=jax pytest
-tests/test_tricks.py`` runs the same on JAX.
+tests/test_tricks.py`` runs the same on JAX, and ``KERAS_BACKEND=torch`` on PyTorch (torch installed).
 """
 
 import json
@@ -280,6 +280,14 @@ def loss_and_gradients(model, loss, x, y):
 
         result, grads = jax.value_and_grad(value)([v.value for v in model.trainable_variables])
         return np.asarray(result), [np.asarray(g) for g in grads]
+    if keras.backend.backend() == "torch":
+        import torch
+
+        result = loss(y, model(x, training=True))
+        grads = torch.autograd.grad(result, [v.value for v in model.trainable_variables], allow_unused=True)
+        return (result.detach().cpu().numpy(),
+                [np.zeros(v.shape, "float32") if g is None else g.detach().cpu().numpy()
+                 for v, g in zip(model.trainable_variables, grads)])
     import tensorflow as tf
 
     with tf.GradientTape() as tape:
