@@ -250,8 +250,9 @@ class SelfAttention(keras.layers.Layer):
     """Multi-head self-attention on (batch, length, heads, head_size) tensors, no transposes of our own.
     ``rotary`` adds RoFormer's rotary positions to queries and keys (before attention, so fused attention
     still applies). ``fused``: None (default) uses ``keras.ops.dot_product_attention`` whenever attention
-    dropout is inactive (SDPA on PyTorch, cuDNN flash on a GPU with JAX and half precision); False always
-    spells softmax(q k^T / sqrt(d) + mask) v out, as the training path with attention dropout must."""
+    dropout is inactive (SDPA on PyTorch, cuDNN flash on a GPU with JAX and half precision; on CPU, TensorFlow
+    and JAX run it as the same einsum-softmax-einsum, equally fast); False always spells
+    softmax(q k^T / sqrt(d) + mask) v out, as the training path with attention dropout must."""
 
     def __init__(self, num_heads, head_size, use_bias=True, rotary=False, dropout=0.0,
                  initializer_range=0.02, seed=None, fused=None, **kwargs):
