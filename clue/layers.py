@@ -248,13 +248,17 @@ class LayerNorm(keras.layers.Layer):
 @register
 class SelfAttention(keras.layers.Layer):
     """Multi-head self-attention on (batch, length, heads, head_size) tensors, no transposes of our own.
-    ``rotary`` adds RoFormer's rotary positions to queries and keys."""
+    ``rotary`` adds RoFormer's rotary positions to queries and keys (before attention, so fused attention
+    still applies). ``fused``: None (default) uses ``keras.ops.dot_product_attention`` whenever attention
+    dropout is inactive (SDPA on PyTorch, cuDNN flash on a GPU with JAX and half precision; on CPU, TensorFlow
+    and JAX run it as the same einsum-softmax-einsum, equally fast); False always spells
+    softmax(q k^T / sqrt(d) + mask) v out, as the training path with attention dropout must."""
 
     def __init__(self, num_heads, head_size, use_bias=True, rotary=False, dropout=0.0,
-                 initializer_range=0.02, seed=None, **kwargs):
+                 initializer_range=0.02, seed=None, fused=None, **kwargs):
         super().__init__(**kwargs)
         self.num_heads, self.head_size, self.use_bias, self.rotary = num_heads, head_size, use_bias, rotary
-        self.dropout, self.initializer_range, self.seed = dropout, initializer_range, seed
+        self.dropout, self.initializer_range, self.seed, self.fused = dropout, initializer_range, seed, fused
         width = num_heads * head_size
 
         def dense(name, k):
@@ -278,14 +282,19 @@ class SelfAttention(keras.layers.Layer):
         if self.rotary:
             cos, sin = sinusoidal_positions(heads[1], self.head_size)
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if training and self.dropout > 0:  # dot_product_attention has no dropout: spell it out
-            scores = ops.einsum("btnh,bsnh->bnts", q, k) / self.head_size ** 0.5
-            scores = ops.where(padding_mask, ops.cast(scores, "float32"), -1e30)
-            probs = self.dropout_layer(ops.softmax(scores, axis=-1), training=training)
-            out = ops.einsum("bnts,bsnh->btnh", ops.cast(probs, v.dtype), v)
-        else:
+        dropout_active = bool(training) and self.dropout > 0   # dot_product_attention has no dropout
+        if self.fused is not False and not dropout_active:
             out = ops.dot_product_attention(q, k, v, mask=padding_mask)
+        else:
+            out = self.explicit_attention(q, k, v, padding_mask, training)
         return self.output_dense(ops.reshape(out, (*heads[:-2], self.num_heads * self.head_size)))
+
+    def explicit_attention(self, q, k, v, padding_mask, training):
+        """softmax(q k^T / sqrt(d), masked) v with dropout on the probabilities; softmax in float32."""
+        scores = ops.einsum("btnh,bsnh->bnts", q, k) / self.head_size ** 0.5
+        scores = ops.where(padding_mask, ops.cast(scores, "float32"), -1e30)
+        probs = self.dropout_layer(ops.softmax(scores, axis=-1), training=training)
+        return ops.einsum("bnts,bsnh->btnh", ops.cast(probs, v.dtype), v)
 
     def compute_output_shape(self, x_shape, padding_mask_shape=None):
         return x_shape
@@ -293,7 +302,7 @@ class SelfAttention(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "head_size": self.head_size,
                 "use_bias": self.use_bias, "rotary": self.rotary, "dropout": self.dropout,
-                "initializer_range": self.initializer_range, "seed": self.seed}
+                "initializer_range": self.initializer_range, "seed": self.seed, "fused": self.fused}
 
 
 @register

@@ -147,6 +147,16 @@ def probe(model):
     return keras.Model(model.inputs, outputs)
 
 
+def explicit_attention(model):
+    """``model`` with every attention layer on the spelled-out softmax path (the fused one is the default)."""
+    from clue.layers import SelfAttention
+
+    for layer in model.layers:
+        if isinstance(layer, SelfAttention):
+            layer.fused = False
+    return model
+
+
 def random_batch(vocab_size, lengths, seed=0):
     """Padded token ids (id 0 = padding, ids from 1) and segment ids using both 0 and 1."""
     rng = np.random.default_rng(seed)

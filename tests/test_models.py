@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import checkpoint_fixtures as cf
+from clue.layers import SelfAttention
 from clue.models import FAMILIES, EncoderConfig, build_transformer_model
 
 CASES = [(family, size) for size in ("tiny", "base") for family in cf.FAMILIES]
@@ -121,8 +122,37 @@ def test_encoder_config_and_options():
         build_transformer_model(config=dict(cf.TINY, hidden_act="mish"))
 
 
+@pytest.mark.parametrize("family", cf.FAMILIES)
+def test_fused_attention_equals_explicit(family):
+    """ops.dot_product_attention at inference equals the explicit softmax path (eager and XLA predict). Head
+    size 32: its 1/sqrt(d) is inexact, so the two paths do round differently."""
+    config = dict(cf.TINY, num_attention_heads=2)
+    token_ids, segment_ids = batch(config)
+    keep = token_ids != 0
+    fused = build_transformer_model(config=config, model=family, seed=5)
+    explicit = cf.explicit_attention(build_transformer_model(config=config, model=family, seed=5))
+    for run in (lambda m: m([token_ids, segment_ids]), lambda m: m.predict_on_batch([token_ids, segment_ids])):
+        diff = np.abs(np.asarray(run(fused)) - np.asarray(run(explicit)))[keep].max()
+        print(f"{family} fused vs explicit attention, hidden max abs diff {diff:.1e}")
+        assert diff <= 1e-5
+
+
+def test_attention_path_choice(monkeypatch):
+    """Fused attention unless attention dropout is active (training, rate > 0) or ``fused=False``."""
+    calls = []
+    fused_op = keras.ops.dot_product_attention
+    monkeypatch.setattr(keras.ops, "dot_product_attention", lambda *a, **k: calls.append(1) or fused_op(*a, **k))
+    x = np.random.default_rng(0).normal(size=(2, 5, 8)).astype("float32")
+    mask = np.ones((2, 1, 1, 5), bool)
+    for dropout, fused, training, expected in [(0.1, None, False, 1), (0.1, None, True, 0), (0.0, None, True, 1),
+                                               (0.1, False, False, 0), (0.0, False, True, 0)]:
+        calls.clear()
+        SelfAttention(2, 4, dropout=dropout, fused=fused)(x, mask, training=training)
+        assert len(calls) == expected, (dropout, fused, training)
+
+
 def test_attention_dropout_path(oracle):
-    """Training with attention dropout takes the explicit softmax path; at rate 0 it equals inference."""
+    """Training with attention dropout drops out; at rate 0 the explicit path equals inference."""
     config_path, checkpoint, _ = oracle["roformer", "tiny"]
     model = build_transformer_model(config_path, checkpoint, model="roformer", dropout_rate=0,
                                     attention_dropout_rate=0.5, seed=3)

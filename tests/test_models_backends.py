@@ -77,4 +77,7 @@ def test_backends_agree_with_tensorflow(jobs, tmp_path, backend):
         print(f"{backend} vs tensorflow, {job['family']} from {Path(job['checkpoint']).name}: "
               f"max abs diffs {diffs}")
         assert max(diffs.values()) <= 1e-5, diffs
+        fused_vs_explicit = float(np.abs(other["hidden"] - other["hidden_explicit"])[keep].max())
+        print(f"{backend} fused vs explicit attention, hidden max abs diff {fused_vs_explicit:.1e}")
+        assert fused_vs_explicit <= 1e-5
     assert np.isfinite(theirs[0]["loss"]).all()
