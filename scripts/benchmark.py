@@ -200,7 +200,7 @@ def measure_predict(run, setting, model_dir, data_dir):
     out = run.work / "predict_tnews"
     shutil.rmtree(out, ignore_errors=True)
     run("tnews run to predict with", REPO / "tasks" / "tnews.py", "--data-dir", data_dir, "--model", "bert-base",
-        "--model-dir", model_dir, "--limit", E2E["batch_size"], "--output-dir", out, "--verbose", 0,
+        "--model-dir", model_dir, "--limit", E2E["batch_size"], "--epochs", 1, "--output-dir", out, "--verbose", 0,
         "--batch-size", E2E["batch_size"], "--maxlen", E2E["maxlen"], env={"KERAS_BACKEND": "tensorflow"},
         result=False)
     job = run.job({"run": str(out), "dev": str(Path(data_dir) / "tnews" / "dev.json"),
