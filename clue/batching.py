@@ -173,10 +173,12 @@ class Remembered:
         finally:
             self.active = False
 
-    @staticmethod
-    def inputs_key(model, batches, reduce):
-        """(model, reduce, digest of the inputs), or None when ``reduce`` is a closure or a partial (what it
-        holds could differ under the same code)."""
+    def inputs_key(self, model, batches, reduce):
+        """(model, reduce, digest of the inputs), or None when nothing is recorded nor stored (the batches
+        are then not collated an extra time), or when ``reduce`` is a closure or a partial (what it holds
+        could differ under the same code)."""
+        if not (self.active or self.entries):
+            return None
         if reduce is not None and getattr(reduce, "__closure__", True) is not None:
             return None
         digest = hashlib.sha1(np.asarray(batches.order, dtype=np.int64).tobytes())
