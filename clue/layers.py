@@ -59,24 +59,29 @@ def _seed(seed, k):
     return None if seed is None else seed + k
 
 
-@register
-def gelu_erf(x):
+@ops.custom_gradient
+def gelu_erf_written_out(x):
     """Exact gelu written as bert4keras writes it (tf.nn.gelu's erfc form rounds differently).
 
     Its gradient is written out, so that backpropagation keeps only ``x``: left to autodiff, each layer
     would keep three more (batch, length, intermediate) tensors alive until the backward pass."""
 
-    @ops.custom_gradient
-    def gelu(x):
-        def grad(*args, upstream=None):
-            upstream = args[0] if upstream is None else upstream   # the backends call it differently
-            cdf = 0.5 * (1.0 + ops.erf(x / math.sqrt(2.0)))
-            pdf = ops.exp(-0.5 * ops.square(x)) / math.sqrt(2.0 * math.pi)
-            return upstream * (cdf + x * pdf)
+    def grad(*args, upstream=None):
+        upstream = args[0] if upstream is None else upstream   # the backends call it differently
+        cdf = 0.5 * (1.0 + ops.erf(x / math.sqrt(2.0)))
+        pdf = ops.exp(-0.5 * ops.square(x)) / math.sqrt(2.0 * math.pi)
+        return upstream * (cdf + x * pdf)
 
-        return 0.5 * x * (1.0 + ops.erf(x / math.sqrt(2.0))), grad
+    return 0.5 * x * (1.0 + ops.erf(x / math.sqrt(2.0))), grad
 
-    return gelu(x)
+
+@register
+def gelu_erf(x):
+    """Exact (erf) gelu. PyTorch has it as one fused kernel each way that keeps only ``x``, equal to the
+    written-out form to round-off (tests/test_torch_backend.py); the other backends run the written-out one."""
+    if keras.backend.backend() == "torch":
+        return ops.gelu(x, approximate=False)
+    return gelu_erf_written_out(x)
 
 
 @register
@@ -214,12 +219,22 @@ class LayerNorm(keras.layers.Layer):
             if self.center else None
 
     def call(self, x):
-        x = self.normalize(ops.cast(x, "float32"))
+        x = ops.cast(x, "float32")
+        # PyTorch's fused kernels keep only x, the mean and 1/std for the backward pass
+        x = self.fused(x) if keras.backend.backend() == "torch" else self.written_out(x)
+        return ops.cast(x, self.compute_dtype)
+
+    def written_out(self, x):
+        x = self.normalize(x)
         if self.gamma is not None:
             x = x * self.gamma
-        if self.beta is not None:
-            x = x + self.beta
-        return ops.cast(x, self.compute_dtype)
+        return x if self.beta is None else x + self.beta
+
+    def fused(self, x):
+        if self.zero_mean:
+            return ops.layer_normalization(x, self.gamma, self.beta, epsilon=self.epsilon)
+        x = ops.rms_normalization(x, self.gamma, epsilon=self.epsilon)
+        return x if self.beta is None else x + self.beta
 
     def normalize(self, x):
         """(x - mean) / sqrt(var + eps) with its gradient written out: backpropagation keeps the result

@@ -84,10 +84,32 @@ class LayerRatesAndAveraging:
 @keras.saving.register_keras_serializable(package="clue")
 class AdamW(DenseGradients, LayerRatesAndAveraging, keras.optimizers.AdamW):
     """Keras's AdamW, given dense gradients (see the module's docstring), with per-variable learning-rate
-    multipliers and the average moved at applied updates only (``LayerRatesAndAveraging``)."""
+    multipliers and the average moved at applied updates only (``LayerRatesAndAveraging``); on PyTorch its
+    update runs in place (``update_in_place``)."""
 
     def update_step(self, gradient, variable, learning_rate):
-        super().update_step(gradient, variable, self.layer_rate(learning_rate, variable))
+        learning_rate = self.layer_rate(learning_rate, variable)
+        if keras.backend.backend() == "torch" and not self.amsgrad:
+            return self.update_in_place(gradient, variable, learning_rate)
+        super().update_step(gradient, variable, learning_rate)
+
+    def update_in_place(self, gradient, variable, learning_rate):
+        """Keras's Adam update, op for op (so the same floats), written with in-place torch ops: each Keras op
+        allocates a new weight-sized tensor, and on PyTorch those allocations took half the train step."""
+        import torch
+
+        with torch.no_grad():
+            lr = ops.cast(learning_rate, variable.dtype)
+            step = ops.cast(self.iterations + 1, variable.dtype)
+            beta_1_power = ops.power(ops.cast(self.beta_1, variable.dtype), step)
+            beta_2_power = ops.power(ops.cast(self.beta_2, variable.dtype), step)
+            alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+            index = self._get_variable_index(variable)
+            m, v, w = self._momentums[index].value, self._velocities[index].value, variable.value
+            g = ops.cast(gradient, variable.dtype)
+            m.add_(torch.sub(g, m).mul_(1 - self.beta_1))
+            v.add_(torch.square(g).sub_(v).mul_(1 - self.beta_2))
+            w.sub_(torch.mul(m, alpha).div_(torch.sqrt(v).add_(self.epsilon)))
 
     def _apply_weight_decay(self, variables):
         factors = [self._lr_factors[self._get_variable_index(v)] for v in variables]

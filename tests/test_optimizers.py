@@ -3,7 +3,8 @@
 AdaFactor against bert4keras 0.11.5's own AdaFactor (and its gradient accumulation), as the CLUE-bert4keras
 scripts configure it: both train the same tiny random Google-format BERT (dropout 0, [CLS] -> Dense softmax
 with the same initial head) on the same 10 batches of varying length, and must end with the same weights
-(<= 1e-5). Ours trains on TensorFlow in-process and on JAX in a subprocess (the backend is fixed at import).
+(<= 1e-5). Ours trains on TensorFlow in-process and on JAX and PyTorch in subprocesses (the backend is
+fixed at import).
 
 The attention key biases are compared apart. Softmax over the keys is unchanged when every score of a query
 moves by the same amount, which is what a key bias adds (q . b_k), so their true gradient is exactly 0 and
@@ -14,8 +15,8 @@ round-off and that their drift stays within what such steps can add up to.
 
 AdamW: on TensorFlow an embedding's gradient is an IndexedSlices with one row per token looked up, and
 Keras's Adam squares those rows before adding them up (g1^2 + g2^2 for a token seen twice, not
-(g1 + g2)^2). One step of clue.optimizers.AdamW on TensorFlow must equal one on JAX, whose gradients are
-dense.
+(g1 + g2)^2). One step of clue.optimizers.AdamW on TensorFlow must equal one on JAX and on PyTorch, whose
+gradients are dense.
 """
 
 import importlib.util
@@ -86,7 +87,7 @@ for case in job["cases"]:
     np.savez(case["output"], losses=np.array(losses), **{k.replace("/", "|"): v for k, v in weights.items()})
 '''
 
-ON_JAX = r'''
+ON_OTHER_BACKEND = r'''
 import sys
 import keras
 import numpy as np
@@ -103,7 +104,7 @@ np.savez(sys.argv[3], backend=keras.backend.backend(),
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The model and data both sides train (also imported by the JAX subprocess)
+# The model and data both sides train (also imported by the JAX and PyTorch subprocesses)
 
 
 def write_inputs(root):
@@ -231,28 +232,30 @@ def bert4keras_runs(inputs):
     return results
 
 
-@pytest.fixture(scope="module")
-def jax_runs(inputs):
-    """Our AdaFactor (JAX_CASES) and one AdamW step, trained on the JAX backend."""
-    if importlib.util.find_spec("jax") is None:
-        if IN_CI:
+@pytest.fixture(scope="module", params=["jax", "torch"])
+def backend_runs(inputs, request):
+    """(backend, results): our AdaFactor (JAX_CASES) and one AdamW step, trained on JAX or PyTorch (PyTorch
+    has its own in-place AdamW update). PyTorch is not in the test extra, so it is skipped where absent."""
+    backend = request.param
+    if importlib.util.find_spec(backend) is None:
+        if IN_CI and backend == "jax":
             pytest.fail("jax is in the test extra: CI must run the JAX backend")
-        pytest.skip("jax not installed")
-    output = Path(inputs["config"]).parent / "jax.npz"
-    env = dict(os.environ, KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
+        pytest.skip(f"{backend} not installed")
     root = Path(inputs["config"]).parent
-    proc = subprocess.run([sys.executable, "-c", ON_JAX, str(HERE), str(root / "inputs.json"), str(output)],
-                          env=env, capture_output=True, text=True, timeout=900)
+    output = root / f"{backend}.npz"
+    env = dict(os.environ, KERAS_BACKEND=backend, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", ON_OTHER_BACKEND, str(HERE), str(root / "inputs.json"),
+                           str(output)], env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-5000:]
     saved = np.load(output)
-    assert str(saved["backend"]) == "jax"
+    assert str(saved["backend"]) == backend
     results = {}
     for key in saved.files:
         if ":" in key:
             case, name = key.split(":", 1)
             results.setdefault(case, {})[name] = saved[key]
-    return results
+    return backend, results
 
 
 @pytest.mark.parametrize("accum,min_dim", CASES)
@@ -269,11 +272,12 @@ def test_adafactor_equals_bert4keras(inputs, bert4keras_runs, accum, min_dim):
 
 
 @pytest.mark.parametrize("accum,min_dim", JAX_CASES)
-def test_adafactor_on_jax_equals_bert4keras(inputs, bert4keras_runs, jax_runs, accum, min_dim):
+def test_adafactor_on_other_backend_equals_bert4keras(inputs, bert4keras_runs, backend_runs, accum, min_dim):
+    backend, runs = backend_runs
     encoder, model = our_model(inputs)
     before = weights_by_name(encoder, model)
-    print(f"\nJAX, accumulation {accum}, min_dim_size_to_factor {min_dim}, against bert4keras:")
-    compare(jax_runs[f"adafactor_{accum}_{min_dim}"], bert4keras_runs[accum, min_dim][1], before,
+    print(f"\n{backend}, accumulation {accum}, min_dim_size_to_factor {min_dim}, against bert4keras:")
+    compare(runs[f"adafactor_{accum}_{min_dim}"], bert4keras_runs[accum, min_dim][1], before,
             updates_applied(accum))
 
 
@@ -295,14 +299,15 @@ def test_key_bias_gradient_is_round_off(inputs):
     assert len(keys) == 2 and max(keys.values()) <= 1e-6 * min(others.values())
 
 
-def test_adamw_tensorflow_equals_jax(inputs, jax_runs):
+def test_adamw_tensorflow_equals_other_backend(inputs, backend_runs):
     x, _ = batches(inputs)[0]
     tokens = x[0][x[0] != 0]
     assert len(np.unique(tokens)) < len(tokens)   # tokens repeat: the case IndexedSlices get wrong
     encoder, model = our_model(inputs)
     before = weights_by_name(encoder, model)
-    theirs = jax_runs["adamw"]
-    print("\nAdamW, one step, TensorFlow against JAX:")
+    backend, runs = backend_runs
+    theirs = runs["adamw"]
+    print(f"\nAdamW, one step, TensorFlow against {backend}:")
     # a key bias moves by about lr (1e-3) in Adam's first step, whatever the size of its round-off gradient
     compare(adamw_step(inputs, AdamW), theirs, before, updates=1, step_bound=lambda bias: 1e-3)
     keras_adamw = adamw_step(inputs, keras.optimizers.AdamW)
@@ -311,7 +316,7 @@ def test_adamw_tensorflow_equals_jax(inputs, jax_runs):
     worst = max(diffs, key=diffs.get)
     embeddings = [f"{name.split('/')[-1]} {diff:.1e}" for name, diff in diffs.items()
                   if name.startswith("bert/embeddings/") and "LayerNorm" not in name]
-    print(f"  Keras's own AdamW on TensorFlow, against JAX: {diffs[worst]:.2e} ({worst}); "
+    print(f"  Keras's own AdamW on TensorFlow, against {backend}: {diffs[worst]:.2e} ({worst}); "
           f"{', '.join(embeddings)}")
 
 

@@ -1,0 +1,40 @@
+"""The PyTorch-only paths (fused gelu and layer norm, AdamW's in-place update) equal the code the other
+backends run: forward values and gradients to round-off, AdamW's weights bit for bit. PyTorch is not in
+the test extra (its default wheel is a multi-GB CUDA build), so this runs where it is installed."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def differences():
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch not installed")
+    env = dict(os.environ, KERAS_BACKEND="torch", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([sys.executable, str(HERE / "torch_paths.py")], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(result)
+    return result
+
+
+def test_fused_gelu_equals_written_out(differences):
+    assert differences["gelu"] <= 2e-6   # |x| up to ~12, so a few float32 ulps
+
+
+@pytest.mark.parametrize("zero_mean", [True, False])
+def test_fused_layer_norm_equals_written_out(differences, zero_mean):
+    assert differences[f"layer_norm zero_mean={zero_mean}"] <= 2e-6
+
+
+def test_adamw_in_place_equals_keras_update(differences):
+    assert differences["adamw in place vs Keras's update"] == 0

@@ -1,0 +1,79 @@
+"""Run under KERAS_BACKEND=torch by tests/test_torch_backend.py: the PyTorch-only paths of clue against the
+code the other backends run, on the same inputs. Prints one JSON object of differences.
+
+    python tests/torch_paths.py
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from clue.heads import classifier   # noqa: E402
+from clue.layers import LayerNorm, gelu_erf, gelu_erf_written_out   # noqa: E402
+from clue.models import build_transformer_model   # noqa: E402
+from clue.optimizers import AdamW   # noqa: E402
+
+
+def value_and_grads(fn, x, weights=()):
+    """fn(x) and the gradients, for x and ``weights``, of a weighted sum of it (no term cancels)."""
+    x = torch.tensor(x, requires_grad=True)
+    y = fn(x)
+    loss = (y * torch.cos(torch.arange(y.numel(), dtype=y.dtype)).reshape(y.shape)).sum()
+    grads = torch.autograd.grad(loss, [x, *[w.value for w in weights]])
+    return [y.detach().numpy()] + [g.numpy() for g in grads]
+
+
+def largest_difference(a, b):
+    return max(float(np.abs(p - q).max()) for p, q in zip(a, b))
+
+
+def main():
+    assert keras.backend.backend() == "torch"
+    rng = np.random.default_rng(0)
+    result = {}
+    x = rng.normal(0, 3, (4, 7, 33)).astype("float32")
+    result["gelu"] = largest_difference(value_and_grads(gelu_erf, x), value_and_grads(gelu_erf_written_out, x))
+    x = rng.normal(0.5, 2.0, (3, 5, 64)).astype("float32")
+    for zero_mean, scale in ((True, True), (False, False)):
+        layer = LayerNorm(epsilon=1e-12, zero_mean=zero_mean, scale=scale, center=scale)
+        layer.build(x.shape)
+        if scale:
+            layer.gamma.assign(rng.normal(1.0, 0.2, 64).astype("float32"))
+            layer.beta.assign(rng.normal(0.0, 0.2, 64).astype("float32"))
+        weights = [layer.gamma, layer.beta] if scale else []
+        assert np.array_equal(keras.ops.convert_to_numpy(layer(x)), keras.ops.convert_to_numpy(layer.fused(x)))
+        result[f"layer_norm zero_mean={zero_mean}"] = largest_difference(
+            value_and_grads(layer.fused, x, weights), value_and_grads(layer.written_out, x, weights))
+    result["adamw in place vs Keras's update"] = adamw_difference(rng)
+    print(json.dumps(result))
+
+
+def adamw_difference(rng):
+    """Weights after 3 AdamW steps (weight decay on) with clue's in-place update and with Keras's own."""
+    config = dict(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=64, hidden_act="gelu", hidden_dropout_prob=0.0,
+                  attention_probs_dropout_prob=0.0, max_position_embeddings=64, type_vocab_size=2)
+    x = [rng.integers(1, 300, (4, 16)).astype("int32"), np.zeros((4, 16), "int32")]
+    y = rng.integers(0, 2, 4)
+    weights = []
+    for in_place in (True, False):
+        model = classifier(build_transformer_model(config=config, seed=0), 2, seed=0)
+        optimizer = AdamW(1e-3, weight_decay=0.01)
+        if not in_place:
+            def keras_update(g, v, lr, o=optimizer):
+                return keras.optimizers.AdamW.update_step(o, g, v, lr)
+            optimizer.update_in_place = keras_update
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+        for _ in range(3):
+            model.train_on_batch(x, y)
+        weights.append([keras.ops.convert_to_numpy(w) for w in model.weights])
+    return largest_difference(*weights)
+
+
+if __name__ == "__main__":
+    main()
