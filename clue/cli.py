@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import clue
 from clue import demo, devices, registry, run_files
 from clue.paths import (MissingPathError, OutputBusyError, OutputDirs, WriteError, data_root, find_task_dir,
                         lock_task)
@@ -278,7 +279,8 @@ def import_keras(verbose):
     CUDA and CPU-feature lines come from C++ straight to file descriptor 2 (TF_CPP_MIN_LOG_LEVEL no longer
     hides them), so that descriptor is pointed at a temporary file meanwhile; a failed import shows it all."""
     if verbose == 2 or "keras" in sys.modules:
-        import keras
+        with clue.deferred_modules_hidden():
+            import keras
         return keras
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")   # later INFO lines (tf.data's "Memory patch applied")
     sys.stderr.flush()
@@ -286,7 +288,8 @@ def import_keras(verbose):
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
-            import keras
+            with clue.deferred_modules_hidden():
+                import keras
             if keras.backend.backend() == "tensorflow":
                 import tensorflow as tf
                 tf.config.list_physical_devices()   # CUDA is probed (and its failure logged) here
@@ -317,12 +320,37 @@ def start(task_name, argv=None):
         banner = demo.BANNER.format(folder=folder)
         print(banner, flush=True)
     args.model = args.model or DEFAULT_MODEL
-    keras.utils.set_random_seed(args.seed)
+    set_random_seed(args.seed)
     keras.mixed_precision.set_dtype_policy(args.mixed_precision or "float32")
     task_dir = find_task_dir(task.name, args.data_dir)
     source = "generated demo data" if banner else data_root(args.data_dir)[1]
     print(f"{task.name}: data {task_dir} ({source}), model {args.model}, mode {args.mode}", flush=True)
     return Run(task, args, task_dir, banner)
+
+
+def set_random_seed(seed):
+    """``keras.utils.set_random_seed`` (Python, NumPy, Keras's global seed generator, PyTorch), which also
+    seeds TensorFlow whenever it is installed: on JAX and PyTorch that import costs about 470 MB of memory
+    and seeds nothing the run uses (no tf.data there), so it is left out."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        return keras.utils.set_random_seed(seed)
+    import random
+
+    import numpy as np
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.manual_seed(seed)
 
 
 def user_errors():

@@ -261,6 +261,20 @@ class LayerNorm(keras.layers.Layer):
 
 
 @register
+class Dropout(keras.layers.Dropout):
+    """``keras.layers.Dropout``; on PyTorch as one random draw and one multiply by a saved (0 or 1/keep) mask.
+    Keras's seeded PyTorch dropout makes a probability tensor, a mask, x / keep, zeros and a select, and a
+    select again backwards: at 512 x 2 that was 1.9 s of BERT-base's train step, on attention's dropout."""
+
+    def call(self, inputs, training=False):
+        if keras.backend.backend() != "torch" or not training or self.rate == 0 or self.noise_shape is not None:
+            return super().call(inputs, training=training)
+        keep = 1.0 - self.rate
+        kept = keras.random.uniform(ops.shape(inputs), seed=self.seed_generator) < keep
+        return inputs * ops.cast(ops.where(kept, 1.0 / keep, 0.0), inputs.dtype)
+
+
+@register
 class SelfAttention(keras.layers.Layer):
     """Multi-head self-attention on (batch, length, heads, head_size) tensors, no transposes of our own.
     ``rotary`` adds RoFormer's rotary positions to queries and keys (before attention, so fused attention
@@ -282,7 +296,7 @@ class SelfAttention(keras.layers.Layer):
 
         self.query, self.key, self.value = dense("query", 0), dense("key", 1), dense("value", 2)
         self.output_dense = dense("output", 3)
-        self.dropout_layer = keras.layers.Dropout(dropout, seed=_seed(seed, 4), dtype=self.dtype_policy)
+        self.dropout_layer = Dropout(dropout, seed=_seed(seed, 4), dtype=self.dtype_policy)
 
     def build(self, x_shape, padding_mask_shape=None):
         for layer in (self.query, self.key, self.value):
@@ -305,9 +319,12 @@ class SelfAttention(keras.layers.Layer):
         return self.output_dense(ops.reshape(out, (*heads[:-2], self.num_heads * self.head_size)))
 
     def explicit_attention(self, q, k, v, padding_mask, training):
-        """softmax(q k^T / sqrt(d), masked) v with dropout on the probabilities; softmax in float32."""
-        scores = ops.einsum("btnh,bsnh->bnts", q, k) / self.head_size ** 0.5
-        scores = ops.where(padding_mask, ops.cast(scores, "float32"), -1e30)
+        """softmax(q k^T / sqrt(d), masked) v with dropout on the probabilities; softmax in float32. q is
+        scaled rather than the (length x length) scores, and the mask is added as a (batch, 1, 1, length)
+        bias rather than selected over the scores: two fewer passes over the largest tensor, each way (the
+        same floats when sqrt(d) is a power of 2, as at head size 64)."""
+        scores = ops.einsum("btnh,bsnh->bnts", q / self.head_size ** 0.5, k)
+        scores = ops.cast(scores, "float32") + ops.where(padding_mask, 0.0, -1e30)
         probs = self.dropout_layer(ops.softmax(scores, axis=-1), training=training)
         return ops.einsum("bnts,bsnh->btnh", ops.cast(probs, v.dtype), v)
 

@@ -13,7 +13,7 @@ from numbers import Real
 import keras
 
 from clue.checkpoints import CheckpointError, load_weights, stored_sizes
-from clue.layers import (Bias, FeedForward, LayerNorm, PaddingMask, PositionEmbedding, SelfAttention,
+from clue.layers import (Bias, Dropout, FeedForward, LayerNorm, PaddingMask, PositionEmbedding, SelfAttention,
                          TokenEmbedding, activation, kernel_initializer)
 from clue.presets import ConfigError, read_json
 
@@ -124,7 +124,7 @@ def build_transformer_model(config_path=None, checkpoint_path=None, model="bert"
     def dropout_layer(x, rate, layer_name):
         if not rate:
             return x
-        return keras.layers.Dropout(rate, seed=layer_seed(), name=layer_name, dtype=policy)(x)
+        return Dropout(rate, seed=layer_seed(), name=layer_name, dtype=policy)(x)
 
     def norm(x, layer_name, epsilon=None):
         options = dict(switch["norm"], **({} if epsilon is None else {"epsilon": epsilon}))

@@ -30,10 +30,16 @@ def dense_gradient(gradient):
 
 
 class DenseGradients:
-    """Mixin for a Keras optimizer: gradients go in dense (``dense_gradient``), on every backend's path."""
+    """Mixin for a Keras optimizer: gradients go in dense (``dense_gradient``), on every backend's path. On
+    PyTorch the weights' ``.grad`` is released after the update: Keras's trainer clears it only after the
+    next forward pass, which kept a model's worth of gradients alive through it (and fragmented the heap)."""
 
     def apply(self, grads, trainable_variables=None):
-        return super().apply([dense_gradient(g) for g in grads], trainable_variables)
+        result = super().apply([dense_gradient(g) for g in grads], trainable_variables)
+        if keras.backend.backend() == "torch":
+            for variable in trainable_variables or self._trainable_variables:
+                variable.value.grad = None
+        return result
 
 
 class LayerRatesAndAveraging:

@@ -1,11 +1,12 @@
 """Our side of scripts/benchmark.py, one measurement per process (the Keras backend is chosen at import,
 and the parent measures each process's peak memory):
 
-    python scripts/bench_worker.py peak|checkpoint|step|tricks|predict JOB.json RESULT.json
+    python scripts/bench_worker.py peak|checkpoint|step|transformers|tricks|predict JOB.json RESULT.json
 
 ``peak``: fp32 matmul GFLOP/s (TensorFlow, with and without XLA); ``checkpoint``: a random Google-format
 BERT checkpoint for both end-to-end pipelines; ``step``: train and inference steps of our encoder with the
-task scripts' classifier head, on the backend ``KERAS_BACKEND`` names; ``tricks``: the train step with each
+task scripts' classifier head, on the backend ``KERAS_BACKEND`` names; ``transformers``: the same steps of
+transformers' BERT on PyTorch; ``tricks``: the train step with each
 leaderboard trick (``clue.tricks``) against the plain one, interleaved; ``predict``: texts/s of
 ``clue.predict`` on a trained run folder against the model alone on the same batches. bert4keras's side is
 scripts/bench_bert4keras.py; it reuses ``random_batch`` and ``timed_steps`` (numpy only) from here.
@@ -72,35 +73,37 @@ def peak(job):
 
 
 def checkpoint(job):
-    """Our encoder, randomly initialised with a seed, saved under Google's TF variable names."""
+    """Our encoder, randomly initialised with a seed, saved under Google's TF variable names, or as HF
+    safetensors when ``job["prefix"]`` ends in .safetensors (no TensorFlow needed: ``--gpu``)."""
     import numpy as np
-    import tensorflow as tf
 
     from clue.checkpoints import variable_names
+    from clue.convert import write_safetensors, write_tf
     from clue.models import build_transformer_model
 
     pairs = variable_names(build_transformer_model(config=job["config"], seed=0))
-    names = [name for _, name in pairs]
-    tensors = [np.asarray(variable) for variable, _ in pairs]
-    tf.raw_ops.SaveV2(prefix=job["prefix"], tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=tensors)
-    return {"variables": len(names), "parameters": int(sum(t.size for t in tensors))}
+    tensors = {name: np.asarray(variable) for variable, name in pairs}
+    (write_safetensors if job["prefix"].endswith(".safetensors") else write_tf)(job["prefix"], tensors)
+    return {"variables": len(tensors), "parameters": int(sum(t.size for t in tensors.values()))}
 
 
 def step(job):
-    """Train step (Adam, or with ``job["optimizer"] == "adafactor"`` the task scripts' AdaFactor at 5e-4)
+    """Train step (Keras's Adam; ``job["optimizer"]`` "adafactor": the task scripts' AdaFactor at 5e-4, "adamw":
+    clue.optimizers.AdamW, the demo's)
     and inference of encoder + classifier, compiled and with the optimizer built eagerly as
     clue.training.fit does; XLA per ``job["jit"]``, dtype policy per ``job["policy"]``."""
     import keras
 
+    from clue.cli import set_random_seed
     from clue.heads import classifier
     from clue.models import build_transformer_model
-    from clue.optimizers import AdaFactor
+    from clue.optimizers import AdaFactor, AdamW
 
-    keras.utils.set_random_seed(0)
+    set_random_seed(0)
     keras.mixed_precision.set_dtype_policy(job.get("policy", "float32"))
     model = classifier(build_transformer_model(config=job["config"], seed=0), job["classes"], seed=0)
-    optimizer = AdaFactor(5e-4) if job.get("optimizer") == "adafactor" else keras.optimizers.Adam(1e-5)
+    optimizer = {"adafactor": lambda: AdaFactor(5e-4), "adamw": lambda: AdamW(1e-5),
+                 "adam": lambda: keras.optimizers.Adam(1e-5)}[job.get("optimizer", "adam")]()
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                   jit_compile=job["jit"])
     model.optimizer.build(model.trainable_variables)
@@ -111,11 +114,41 @@ def step(job):
             "optimizer_class": type(optimizer).__name__}
 
 
+def transformers_step(job):
+    """transformers' BertForSequenceClassification of the same size (its default SDPA attention), train step
+    with torch.optim.AdamW and inference: what a PyTorch user would otherwise fine-tune with."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    c = job["config"]
+    model = transformers.BertForSequenceClassification(transformers.BertConfig(
+        **{k: c[k] for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                             "intermediate_size", "hidden_act", "hidden_dropout_prob",
+                             "attention_probs_dropout_prob", "max_position_embeddings", "type_vocab_size")},
+        num_labels=job["classes"]))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    token_ids, segment_ids, labels = (torch.from_numpy(a).long() for a in random_batch(job))
+
+    def train():
+        model.train()
+        optimizer.zero_grad()
+        model(input_ids=token_ids, token_type_ids=segment_ids, labels=labels).loss.backward()
+        optimizer.step()
+
+    def infer():
+        model.eval()
+        with torch.inference_mode():
+            return model(input_ids=token_ids, token_type_ids=segment_ids).logits.numpy()
+
+    return {**timed_steps(train, infer, job), "transformers": transformers.__version__,
+            "torch": torch.__version__, "attention": model.config._attn_implementation,
+            "threads": torch.get_num_threads(), "optimizer_class": type(optimizer).__name__}
+
+
 def trick_step(job, flags):
     """A train step of encoder + classifier with our AdaFactor (5e-4) and the tricks ``flags`` names
     ({"ema": 0.999, ...}), built as clue.training.fit builds it; returns the step (no argument)."""
-    import keras
-
     from clue import tricks
     from clue.heads import classifier
     from clue.models import build_transformer_model
@@ -140,9 +173,9 @@ def tricks_steps(job):
     then ``repeat`` x ``steps`` rounds of one timed step of every variant in turn, so that load drifts hit
     all alike. Per variant the median step, and the median over rounds of its step / plain's step in the
     same round (``ratio``: neighbours in time, so a drift slower than a round cancels)."""
-    import keras
+    from clue.cli import set_random_seed
 
-    keras.utils.set_random_seed(0)
+    set_random_seed(0)
     steps = {name: trick_step(job, flags) for name, flags in job["variants"].items()}
     first = {}
     for name, train in steps.items():
@@ -190,6 +223,7 @@ def predict(job):
 
 if __name__ == "__main__":
     kind, job_path, result_path = sys.argv[1:]
-    result = {"peak": peak, "checkpoint": checkpoint, "step": step, "tricks": tricks_steps,
+    result = {"peak": peak, "checkpoint": checkpoint, "step": step, "transformers": transformers_step,
+              "tricks": tricks_steps,
               "predict": predict}[kind](json.loads(Path(job_path).read_text()))
     Path(result_path).write_text(json.dumps(result, indent=1), encoding="utf-8")

@@ -3,12 +3,14 @@
     python scripts/benchmark.py            # full run at BERT-base size (under 45 minutes on 2 cores)
     python scripts/benchmark.py --smoke    # tiny model, few steps: about a minute (what CI runs)
     python scripts/benchmark.py --only tokenization --update   # re-measure one item into the report
+    python scripts/benchmark.py --gpu      # a GPU machine with JAX and/or PyTorch, no TensorFlow needed
 
 Measures, medians of ``--repeat`` (>= 3) repetitions, every model run in a process of its own (the Keras
 backend is fixed at import; peak memory is per process):
 1. train and inference steps (tokens/s) at seq 128 x batch 8 and 512 x 2: ours on TensorFlow (with and
    without XLA, and mixed bfloat16), JAX and PyTorch (scripts/bench_worker.py); bert4keras on tf_keras
-   (scripts/bench_bert4keras.py); model FLOP utilisation against the fp32 matmul peak measured here;
+   (scripts/bench_bert4keras.py); transformers' BERT on PyTorch; model FLOP utilisation against the fp32
+   matmul peak measured here;
 2. end to end: ``tasks/tnews.py`` and ``tasks/ocnli.py`` (one epoch on the first ``--limit`` train
    examples, dev scoring, test prediction) against a re-creation of the CLUE-bert4keras scripts, both
    loading the same random Google-format checkpoint;
@@ -16,6 +18,10 @@ backend is fixed at import; peak memory is per process):
 4. the train step with each leaderboard trick (``clue.tricks``: --ema, --layer-lr-decay, --rdrop, --fgm)
    against the plain one, all in one process and interleaved (``--only tricks``; not in ``--smoke``);
 and the peak resident memory of every process. Results go to ``--out`` and, raw, to ``--json``.
+
+``--gpu`` leaves the GPU visible and runs what needs no TensorFlow: item 1's JAX, PyTorch and transformers
+rows (fp32 and mixed bfloat16, batches 32 x 128 and 8 x 512) and item 2's tnews run of ours on JAX and on
+PyTorch, from a random safetensors checkpoint; its report is docs/benchmark_gpu.md.
 """
 
 import argparse
@@ -42,8 +48,11 @@ LEGACY = {"TF_USE_LEGACY_KERAS": "1", "TF_KERAS": "1"}   # bert4keras runs on tf
 OURS, BERT4KERAS = "ours, TensorFlow", "bert4keras 0.11.5, tf_keras"   # OURS: what the task scripts run
 # the same two with the baselines' optimizer (ours: clue.optimizers.AdaFactor; bert4keras: its own, patched)
 OURS_ADAFACTOR, BERT4KERAS_ADAFACTOR = f"{OURS}, AdaFactor", f"{BERT4KERAS}, AdaFactor"
+# the PyTorch rows: ours with clue.optimizers.AdamW against transformers with torch.optim.AdamW
+OURS_TORCH, TRANSFORMERS = "ours, PyTorch, AdamW", "transformers, PyTorch, AdamW"
 # e2e: 1.4x since both pipelines train with the baselines' AdaFactor (issue 13; 1.5x before, against other optimizers)
-TARGETS = {"e2e": 1.4, "tokenization": 10.0, "mfu": 0.5}
+TARGETS = {"e2e": 1.4, "tokenization": 10.0, "mfu": 0.5,
+           "torch_memory": 1.2, "jax_vs_tensorflow": 1.1}   # issue 20: vs transformers' peak, vs our TF step
 
 BASE = dict(vocab_size=21128, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
             intermediate_size=3072, hidden_act="gelu", hidden_dropout_prob=0.1,
@@ -57,11 +66,18 @@ IMPLEMENTATIONS = [
     (OURS, {"KERAS_BACKEND": "tensorflow"}, {"jit": False}),
     ("ours, TensorFlow, mixed_bfloat16", {"KERAS_BACKEND": "tensorflow"}, {"jit": False, "policy": "mixed_bfloat16"}),
     ("ours, JAX", {"KERAS_BACKEND": "jax"}, {"jit": True}),
-    ("ours, PyTorch", {"KERAS_BACKEND": "torch"}, {"jit": False}),
+    (OURS_TORCH, {"KERAS_BACKEND": "torch"}, {"jit": False, "optimizer": "adamw"}),
+    (TRANSFORMERS, {"KERAS_BACKEND": "torch"}, {"kind": "transformers", "optimizer": "adamw"}),
     (BERT4KERAS, LEGACY, {}),
+    ("ours, JAX, mixed_bfloat16", {"KERAS_BACKEND": "jax"}, {"jit": True, "policy": "mixed_bfloat16"}),
+    ("ours, PyTorch, AdamW, mixed_bfloat16", {"KERAS_BACKEND": "torch"},
+     {"jit": False, "optimizer": "adamw", "policy": "mixed_bfloat16"}),
     (OURS_ADAFACTOR, {"KERAS_BACKEND": "tensorflow"}, {"jit": False, "optimizer": "adafactor"}),
     (BERT4KERAS_ADAFACTOR, LEGACY, {"optimizer": "adafactor"}),
 ]
+GPU_IMPLEMENTATIONS = ["ours, JAX", "ours, JAX, mixed_bfloat16", OURS_TORCH, "ours, PyTorch, AdamW, mixed_bfloat16",
+                       TRANSFORMERS]
+GPU_BACKENDS = {"ours, JAX": "jax", "ours, PyTorch": "torch"}   # --gpu's end-to-end pipelines
 E2E = dict(batch_size=32, maxlen=128, lr=5e-4, epochs=1)   # both pipelines: the baselines' tnews/ocnli flags
 # Item 4: the train step with each trick, as ratios to the plain one (our TensorFlow backend, our AdaFactor)
 TRICKS = {"plain": {}, "--ema 0.999": {"ema": 0.999}, "--layer-lr-decay 0.9": {"layer_lr_decay": 0.9},
@@ -73,6 +89,9 @@ SETTINGS = {
                  tasks=("tnews", "ocnli"), limit=1280, repeat=3, e2e_repeat=3, keep_outputs=False, texts=20000,
                  predict_texts=1280, token_sets=TOKEN_SETS, trick_shape=(128, 8), trick_steps=3,
                  peak_sizes=[(1024, 768, 3072), (1024, 3072, 768), (2048, 2048, 2048), (3072, 3072, 3072)]),
+    # --gpu: the JAX and PyTorch rows and our end-to-end run on each, with no TensorFlow (issue 20)
+    "gpu": dict(config=BASE, shapes=[(128, 32), (512, 8)], implementations=GPU_IMPLEMENTATIONS, tasks=("tnews",),
+                limit=5120, repeat=10, e2e_repeat=1, keep_outputs=False),
     # CI: every kind of process once, on a 2-layer width-64 model; the figures mean nothing
     "smoke": dict(config=TINY, shapes=[(32, 4)], implementations=[OURS, BERT4KERAS, OURS_ADAFACTOR, BERT4KERAS_ADAFACTOR],
                   tasks=("tnews",), limit=64,
@@ -85,8 +104,8 @@ class Runner:
     """Runs each measurement as a process, its log and job files in ``work``; fails with the log's tail.
     CPU time and peak RSS are the process's own (``wait4`` rusage)."""
 
-    def __init__(self, work):
-        self.work, self.count = Path(work), 0
+    def __init__(self, work, gpu=False):
+        self.work, self.count, self.gpu = Path(work), 0, gpu
 
     def job(self, job):
         self.count += 1
@@ -98,8 +117,8 @@ class Runner:
         self.count += 1
         log, out = self.work / f"{self.count:02d}.log", self.work / f"{self.count:02d}.result.json"
         command = [sys.executable, str(script), *map(str, args)] + ([str(out)] if result else [])
-        environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONHASHSEED="0", CUDA_VISIBLE_DEVICES="",
-                           PYTHONPATH=str(REPO), **(env or {}))
+        environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONHASHSEED="0", PYTHONPATH=str(REPO),
+                           **({} if self.gpu else {"CUDA_VISIBLE_DEVICES": ""}), **(env or {}))
         print(f"[{time.strftime('%H:%M:%S')}] {name} ...", end=" ", flush=True)
         with open(log, "w") as output:
             start = time.perf_counter()
@@ -120,13 +139,18 @@ class Runner:
 
 
 def make_model_dir(run, folder, config, vocab_path):
-    """bert_config.json, vocab.txt (a link to the real vocabulary) and a random Google-format checkpoint."""
+    """bert_config.json, vocab.txt (a link to the real vocabulary) and a random checkpoint: Google's format,
+    or with --gpu (no TensorFlow) Hugging Face safetensors and a preset (preset.json) that names it."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "bert_config.json").write_text(json.dumps(config, indent=1))
     (folder / "vocab.txt").unlink(missing_ok=True)
     (folder / "vocab.txt").symlink_to(Path(vocab_path).resolve())
-    run("random BERT checkpoint", WORKER, "checkpoint", run.job({"config": config,
-                                                                 "prefix": str(folder / "bert_model.ckpt")}))
+    checkpoint = "model.safetensors" if run.gpu else "bert_model.ckpt"
+    if run.gpu:   # configs/bert-base.json names Google's checkpoint
+        (folder / "preset.json").write_text(json.dumps({"name": "bert-base-safetensors", "family": "bert", "files": {
+            "config": "bert_config.json", "checkpoint": checkpoint, "vocab": "vocab.txt"}}))
+    run("random BERT checkpoint", WORKER, "checkpoint", run.job({"config": config, "prefix": str(folder / checkpoint)}),
+        env={"KERAS_BACKEND": "jax"} if run.gpu else None)
     return folder
 
 
@@ -139,7 +163,10 @@ def measure_steps(run, setting, config_path):
             if name not in setting["implementations"]:
                 continue
             row = {"name": name, "seq": seq, "batch": batch, "optimizer": options.get("optimizer", "adam")}
+            options = dict(options)
+            kind = options.pop("kind", "step")
             needs = ["bert4keras", "tf_keras"] if env is LEGACY else [env["KERAS_BACKEND"]]
+            needs += ["transformers"] if kind == "transformers" else []
             missing = [m for m in needs if importlib.util.find_spec(m) is None]
             if missing:
                 results.append({**row, "skipped": f"{', '.join(missing)} not installed"})
@@ -147,7 +174,7 @@ def measure_steps(run, setting, config_path):
             job = run.job({"config": setting["config"], "config_path": str(config_path), "seq": seq,
                            "batch": batch, "classes": 2, "repeat": setting["repeat"], **options})
             script = BERT4KERAS_SIDE if env is LEGACY else WORKER
-            results.append({**row, **run(f"{name}, seq {seq} x batch {batch}", script, "step", job, env=env)})
+            results.append({**row, **run(f"{name}, seq {seq} x batch {batch}", script, kind, job, env=env)})
     return results
 
 
@@ -155,17 +182,19 @@ def measure_e2e(run, setting, model_dir, data_dir):
     """Each pipeline ``e2e_repeat`` times per task, alternating so that drifts in load hit both alike."""
     results = []
     for task in setting["tasks"]:
-        runs = {"bert4keras": [], "ours": []}
+        backends = GPU_BACKENDS if run.gpu else {"ours": "tensorflow"}
+        runs = {**({} if run.gpu else {"bert4keras": []}), **{pipeline: [] for pipeline in backends}}
         for r in range(setting["e2e_repeat"]):
             for pipeline, rows in runs.items():
-                out = run.work / f"e2e_{task}_{pipeline}_{r}"
+                out = run.work / f"e2e_{task}_{pipeline.replace(', ', '_')}_{r}"
                 shutil.rmtree(out, ignore_errors=True)
-                if pipeline == "ours":
+                if pipeline in backends:
                     flags = [f for key, value in E2E.items() for f in (f"--{key.replace('_', '-')}", value)]
-                    rows.append(run(f"e2e {task}, ours", REPO / "tasks" / f"{task}.py", "--data-dir", data_dir,
-                                    "--model", "bert-base", "--model-dir", model_dir, "--optimizer", "adafactor",
-                                    "--limit", setting["limit"], "--output-dir", out, "--verbose", 0, "--seed", 0,
-                                    *flags, env={"KERAS_BACKEND": "tensorflow"}, result=False))
+                    rows.append(run(f"e2e {task}, {pipeline}", REPO / "tasks" / f"{task}.py", "--data-dir", data_dir,
+                                    "--model", model_dir / "preset.json" if run.gpu else "bert-base", "--model-dir", model_dir,
+                                    "--optimizer", "adafactor", "--limit", setting["limit"], "--output-dir", out,
+                                    "--verbose", 0, "--seed", 0, *flags,
+                                    env={"KERAS_BACKEND": backends[pipeline]}, result=False))
                 else:
                     job = run.job({"task": task, "data_dir": str(data_dir), "output_dir": str(out),
                                    "vocab_path": str(model_dir / "vocab.txt"), "limit": setting["limit"],
@@ -298,10 +327,26 @@ def summary(results):
                         "figure": f"{row['train_s']:.3f} vs {theirs['train_s']:.3f} s per step "
                                   f"({row['train_vs_bert4keras']:.2f}x)",
                         "met": row["train_s"] <= theirs["train_s"]})
+    by_name = {(r["name"], r["seq"]): r for r in steps}
+    for row in (r for r in steps if r["name"] == OURS_TORCH and (TRANSFORMERS, r["seq"]) in by_name):
+        theirs, shape = by_name[TRANSFORMERS, row["seq"]], f"seq {row['seq']} x {row['batch']}"
+        targets.append({"target": f"PyTorch train step <= transformers', {shape}",
+                        "figure": f"{row['train_s']:.3f} vs {theirs['train_s']:.3f} s", "met": row["train_s"] <= theirs["train_s"]})
+        ratio = row["peak_rss_mb"] / theirs["peak_rss_mb"]
+        targets.append({"target": f"PyTorch peak memory <= {TARGETS['torch_memory']}x transformers', {shape}",
+                        "figure": f"{row['peak_rss_mb']:,.0f} vs {theirs['peak_rss_mb']:,.0f} MB ({ratio:.2f}x)",
+                        "met": ratio <= TARGETS["torch_memory"]})
+    for row in (r for r in steps if r["name"] == "ours, JAX" and (OURS, r["seq"]) in by_name):
+        ratio = row["train_s"] / by_name[OURS, row["seq"]]["train_s"]
+        targets.append({"target": f"JAX train step <= {TARGETS['jax_vs_tensorflow']}x TensorFlow's, seq {row['seq']} x {row['batch']}",
+                        "figure": f"{row['train_s']:.3f} vs {by_name[OURS, row['seq']]['train_s']:.3f} s ({ratio:.2f}x)",
+                        "met": ratio <= TARGETS["jax_vs_tensorflow"]})
     e2e = results.get("e2e", [])
     for task in dict.fromkeys(r["task"] for r in e2e):
-        theirs = next(r for r in e2e if r["task"] == task and r["pipeline"] == "bert4keras")
-        ours = next(r for r in e2e if r["task"] == task and r["pipeline"] == "ours")
+        theirs = next((r for r in e2e if r["task"] == task and r["pipeline"] == "bert4keras"), None)
+        ours = next((r for r in e2e if r["task"] == task and r["pipeline"] == "ours"), None)
+        if not (theirs and ours):   # --gpu: no bert4keras (it needs TensorFlow)
+            continue
         theirs["speedup"], ours["speedup"] = 1.0, theirs["wall_s"] / ours["wall_s"]
         targets.append({"target": f"end to end >= {TARGETS['e2e']}x bert4keras, {task}", "met": ours["speedup"] >= TARGETS["e2e"],
                         "figure": f"{ours['speedup']:.2f}x ({theirs['wall_s']:.0f} s -> {ours['wall_s']:.0f} s)"})
@@ -338,9 +383,13 @@ def render(results):
     parts = [
         f"Generated by `{results['command']}` ({results['mode']} run, {results['date']}, {results['minutes']:.0f} "
         f"min). Raw numbers: `{results.get('raw', 'docs/benchmark.json')}`.{updates}", "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, no GPU; {m['os']}, Python "
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, "
+        f"{'GPU ' + '; '.join(m['gpus']) if m.get('gpus') else 'no GPU'}; {m['os']}, Python "
         f"{m['python']}. " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
         f"Load average (1/5/15 min) at start {loads(results['load_start'])}, at end {loads(results['load_end'])}.",
+        *(["", "A `--gpu` run: no TensorFlow, so neither bert4keras nor our TensorFlow rows, and the end-to-end "
+            "runs are ours on JAX and on PyTorch from a random safetensors checkpoint (the same weights for both)."]
+          if "gpu" in results["mode"] else []),
         "", f"Model: BERT, hidden {config['hidden_size']}, {config['num_hidden_layers']} layers, "
         f"{config['num_attention_heads']} heads, intermediate {config['intermediate_size']}, vocab "
         f"{config['vocab_size']}, dropout {config['hidden_dropout_prob']}, fp32. Medians of {setting['repeat']} "
@@ -452,22 +501,31 @@ def machine():
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "unknown")
     versions = {}
-    for package in ("tensorflow", "keras", "tf-keras", "jax", "torch", "bert4keras", "numpy"):
+    for package in ("tensorflow", "keras", "tf-keras", "jax", "torch", "transformers", "bert4keras", "numpy"):
         try:
             versions[package.replace("-", "_")] = version(package)
         except PackageNotFoundError:
             versions[package.replace("-", "_")] = "not installed"
     memory = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 ** 2
+    try:
+        gpus = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=60).stdout.strip().splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        gpus = []
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory, 1), "python": platform.python_version(),
-            "os": platform.platform(), "versions": versions}
+            "os": platform.platform(), "versions": versions, "gpus": gpus}
 
 
 ITEMS = ("peak", "steps", "e2e", "tokenization", "tricks", "predict")
+GPU_ITEMS = {"steps", "e2e"}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny model and sizes: about a minute, for CI")
+    parser.add_argument("--gpu", action="store_true", help="on a GPU machine without TensorFlow: the step rows of "
+                        "JAX, PyTorch and transformers and our end-to-end tnews run on JAX and on PyTorch "
+                        "(default report docs/benchmark_gpu.md; with --smoke, the tiny model)")
     parser.add_argument("--data-dir", default=os.environ.get("CLUE_DATA_DIR", str(SHARED / "clue_data")))
     parser.add_argument("--vocab", default=str(SHARED / "vocab" / "chinese_bert_vocab.txt"))
     parser.add_argument("--repeat", type=int, help="repetitions per measurement (at least 3)")
@@ -486,7 +544,9 @@ def main(argv=None):
     parser.add_argument("--json", help="raw results (default docs/benchmark.json; none with --smoke)")
     parser.add_argument("--work", help="folder for checkpoints, logs and outputs (default: a temporary one)")
     args = parser.parse_args(argv)
-    setting = dict(SETTINGS["smoke" if args.smoke else "full"])
+    setting = dict(SETTINGS["smoke" if args.smoke else "gpu" if args.gpu else "full"])
+    if args.gpu and args.smoke:
+        setting.update(implementations=GPU_IMPLEMENTATIONS, tasks=("tnews",))
     if args.repeat is not None:
         if args.repeat < 3:
             parser.error("--repeat must be at least 3 (the report gives medians)")
@@ -498,17 +558,22 @@ def main(argv=None):
     setting["limit"], setting["tasks"] = args.limit or setting["limit"], tuple(args.tasks or setting["tasks"])
     if args.rows:
         setting["implementations"] = [name for name in setting["implementations"] if name in args.rows]
-    out = args.out or (None if args.smoke else str(REPO / "docs" / "benchmark.md"))
-    json_out = args.json or (None if args.smoke else str(REPO / "docs" / "benchmark.json"))
+    report = "benchmark_gpu" if args.gpu else "benchmark"
+    out = args.out or (None if args.smoke else str(REPO / "docs" / f"{report}.md"))
+    json_out = args.json or (None if args.smoke else str(REPO / "docs" / f"{report}.json"))
     only = set(args.only or (ITEMS if "trick_shape" in setting else set(ITEMS) - {"tricks"}))
-    if args.rows and not args.update and set(args.rows) != set(SETTINGS["full"]["implementations"]):
+    if args.gpu:
+        if set(args.only or ()) - GPU_ITEMS:
+            parser.error(f"--gpu runs {' and '.join(sorted(GPU_ITEMS))} only (the others need TensorFlow)")
+        only = set(args.only or GPU_ITEMS)
+    if args.rows and not args.update and set(args.rows) != set(setting["implementations"]):
         parser.error("--rows measures part of the step table: use it with --update")
     if args.update and not (json_out and Path(json_out).is_file()):
         parser.error(f"--update merges into the results of an earlier run, but {json_out} does not exist")
 
     work = Path(args.work or tempfile.mkdtemp(prefix="clue-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    run, started = Runner(work), time.time()
+    run, started = Runner(work, gpu=args.gpu), time.time()
     command = " ".join(["python scripts/benchmark.py", *(argv if argv is not None else sys.argv[1:])])
     date = time.strftime("%Y-%m-%d %H:%M %Z")
     if args.update:
@@ -516,8 +581,8 @@ def main(argv=None):
         results.setdefault("updates", []).append({"command": command, "date": date, "items": sorted(only),
                                                   "load_start": os.getloadavg()})
     else:
-        results = {"mode": "smoke" if args.smoke else "full", "command": command, "date": date,
-                   "machine": machine(), "load_start": os.getloadavg(), "config": setting["config"],
+        results = {"mode": ("smoke " if args.smoke else "") + ("gpu" if args.gpu else "full"), "command": command,
+                   "date": date, "machine": machine(), "load_start": os.getloadavg(), "config": setting["config"],
                    "setting": {**{k: v for k, v in setting.items() if k != "config"}, "e2e": E2E}}
     try:
         if only & {"steps", "e2e", "predict"}:
@@ -528,10 +593,10 @@ def main(argv=None):
         if "steps" in only:
             measured = measure_steps(run, setting, model_dir / "bert_config.json")
             again = {(r["name"], r["seq"]) for r in measured}
-            kept = [r for r in results.get("steps", []) if (r["name"], r["seq"]) not in again] if args.update else []
-            order = [i[0] for i in IMPLEMENTATIONS]
-            results["steps"] = sorted(kept + measured, key=lambda r: (
-                r["seq"], order.index(r["name"]) if r["name"] in order else len(order)))
+            order = [i[0] for i in IMPLEMENTATIONS]   # rows of implementations no longer listed are dropped
+            kept = [r for r in results.get("steps", []) if (r["name"], r["seq"]) not in again
+                    and r["name"] in order] if args.update else []
+            results["steps"] = sorted(kept + measured, key=lambda r: (r["seq"], order.index(r["name"])))
         if "e2e" in only:   # with --update, the tasks not run again keep their rows
             measured = measure_e2e(run, setting, model_dir, Path(args.data_dir))
             kept = [r for r in results.get("e2e", []) if r["task"] not in setting["tasks"]] if args.update else []

@@ -38,3 +38,16 @@ def test_fused_layer_norm_equals_written_out(differences, zero_mean):
 
 def test_adamw_in_place_equals_keras_update(differences):
     assert differences["adamw in place vs Keras's update"] == 0
+
+
+def test_task_script_imports_keras_on_torch():
+    """A task script's `from clue import heads` defers that module; Keras's import then imports torch,
+    whose import walks sys.modules: the deferred modules must not load in the middle of it."""
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch not installed")
+    script = ("from clue import heads\nfrom clue.cli import import_keras\nimport_keras(0)\n"
+              "print(heads.classifier.__name__)")
+    env = dict(os.environ, KERAS_BACKEND="torch", CUDA_VISIBLE_DEVICES="", PYTHONPATH=str(HERE.parent))
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "classifier"
