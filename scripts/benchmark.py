@@ -25,6 +25,7 @@ PyTorch, from a random safetensors checkpoint; its report is docs/benchmark_gpu.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -155,8 +156,6 @@ def make_model_dir(run, folder, config, vocab_path):
 
 
 def measure_steps(run, setting, config_path):
-    import importlib.util
-
     results = []
     for seq, batch in setting["shapes"]:
         for name, env, options in IMPLEMENTATIONS:
@@ -182,7 +181,8 @@ def measure_e2e(run, setting, model_dir, data_dir):
     """Each pipeline ``e2e_repeat`` times per task, alternating so that drifts in load hit both alike."""
     results = []
     for task in setting["tasks"]:
-        backends = GPU_BACKENDS if run.gpu else {"ours": "tensorflow"}
+        backends = {pipeline: backend for pipeline, backend in GPU_BACKENDS.items()   # --gpu: those installed
+                    if importlib.util.find_spec(backend)} if run.gpu else {"ours": "tensorflow"}
         runs = {**({} if run.gpu else {"bert4keras": []}), **{pipeline: [] for pipeline in backends}}
         for r in range(setting["e2e_repeat"]):
             for pipeline, rows in runs.items():

@@ -84,3 +84,30 @@ def test_smoke_run(tmp_path, clue_data_dir, vocab_path):
     assert [u["items"] for u in updated["updates"]] == [["peak"]]
     assert "re-measured by `python scripts/benchmark.py --smoke --only peak --update" in out.read_text()
     assert out.read_text().endswith("Analysis written by hand.\n")
+
+
+def test_gpu_smoke_run(tmp_path, clue_data_dir, vocab_path):
+    """--gpu (here on the CPU, tiny model): the JAX rows and our tnews run on JAX from a safetensors
+    checkpoint; the PyTorch and transformers rows where those are installed (not in CI), else skipped."""
+    import importlib.util
+
+    raw, out = tmp_path / "gpu.json", tmp_path / "gpu.md"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--gpu", "--smoke", "--data-dir",
+                           str(clue_data_dir), "--vocab", str(vocab_path), "--out", str(out), "--json", str(raw),
+                           "--work", str(tmp_path / "work")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads(raw.read_text())
+    assert "gpu" in results["mode"] and "peak" not in results
+    steps = {row["name"]: row for row in results["steps"]}
+    assert set(steps) == {"ours, JAX", "ours, JAX, mixed_bfloat16", "ours, PyTorch, AdamW",
+                          "ours, PyTorch, AdamW, mixed_bfloat16", "transformers, PyTorch, AdamW"}
+    assert steps["ours, JAX"]["train_s"] > 0 and steps["ours, JAX, mixed_bfloat16"]["policy"] == "mixed_bfloat16"
+    for name in ("ours, PyTorch, AdamW", "transformers, PyTorch, AdamW"):
+        installed = importlib.util.find_spec("torch") and (name.startswith("ours")
+                                                           or importlib.util.find_spec("transformers"))
+        assert ("skipped" not in steps[name]) == bool(installed), steps[name]
+    assert (tmp_path / "work" / "model" / "model.safetensors").is_file()
+    e2e = {row["pipeline"]: row for row in results["e2e"]}
+    assert set(e2e) == ({"ours, JAX", "ours, PyTorch"} if importlib.util.find_spec("torch") else {"ours, JAX"})
+    assert (tmp_path / "work" / "e2e_tnews_ours_JAX_0" / "weights" / "tnews.weights.h5").is_file()
+    assert "A `--gpu` run" in out.read_text()
