@@ -206,6 +206,11 @@ class AdaFactor(DenseGradients, LayerRatesAndAveraging, keras.optimizers.Optimiz
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
+        if keras.backend.backend() == "torch" and len(self._second_moments[index]) == 1:
+            return self.update_in_place(gradient, variable, learning_rate, index)
+        self.update_with_ops(gradient, variable, learning_rate, index)
+
+    def update_with_ops(self, gradient, variable, learning_rate, index):
         dtype = variable.dtype
         gradient = ops.cast(gradient, dtype)
         steps = self.grad_accum_steps
@@ -251,6 +256,40 @@ class AdaFactor(DenseGradients, LayerRatesAndAveraging, keras.optimizers.Optimiz
         assign(variable, ops.subtract(variable, ops.multiply(rate, update)))
         if steps > 1:
             self.assign(total, ops.where(due, gradient, ops.add(ops.convert_to_tensor(total), gradient)))
+
+    def update_in_place(self, gradient, variable, learning_rate, index):
+        """``update_with_ops`` for an unfactored weight on PyTorch: the same ops in the same order (so the same
+        floats, tests/torch_paths.py) in place, where each Keras op would allocate a weight-sized tensor;
+        eager, so a batch that only adds to the gradient sum skips the update."""
+        import torch
+
+        with torch.no_grad():
+            dtype, steps = variable.dtype, self.grad_accum_steps
+            gradient = ops.cast(gradient, dtype)
+            grad = gradient
+            if steps > 1:
+                total = self._gradient_sums[index].value
+                if not bool(ops.equal(ops.mod(self.iterations, steps), 0)):
+                    total.add_(gradient)
+                    return
+                grad = torch.div(total, steps)
+            t = ops.cast(self.iterations + 1, dtype)
+            beta2 = ops.subtract(1.0, ops.power(t, -0.8))
+            keep, take = beta2, ops.subtract(1.0, beta2)
+            v = self._second_moments[index][0].value
+            v.mul_(keep).add_(torch.square(grad).add_(self.epsilon1).mul_(take))
+            update = torch.div(grad, torch.add(v, self.epsilon1).sqrt_())
+            if self.clipping_threshold is not None:
+                update.div_(ops.maximum(1.0, ops.divide(rms(update), self.clipping_threshold)))
+            if self.beta1 > 0:   # update is then the momentum itself
+                m = self._momentums[index].value
+                update = m.mul_(self.beta1).add_(update.mul_(1.0 - self.beta1))
+            if self.multiply_by_parameter_scale:
+                update = torch.mul(update, ops.maximum(rms(variable), self.epsilon2))
+            rate = ops.cast(self.layer_rate(learning_rate, variable), dtype)
+            variable.value.sub_(torch.mul(update, rate))
+            if steps > 1:
+                total.copy_(gradient)
 
     def update_applied(self):   # bert4keras's accumulation applies at batches 0, N, 2N, ...
         steps = self.grad_accum_steps

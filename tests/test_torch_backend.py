@@ -1,6 +1,7 @@
-"""The PyTorch-only paths (fused gelu and layer norm, AdamW's in-place update) equal the code the other
-backends run: forward values and gradients to round-off, AdamW's weights bit for bit. PyTorch is not in
-the test extra (its default wheel is a multi-GB CUDA build), so this runs where it is installed."""
+"""The PyTorch-only paths (fused gelu and layer norm, AdamW's and AdaFactor's in-place updates) equal the
+code the other backends run: forward values and gradients to round-off, the optimizers' weights bit for
+bit. PyTorch is not in the test extra (its default wheel is a multi-GB CUDA build), so this runs where it is
+installed."""
 
 import importlib.util
 import json
@@ -38,6 +39,11 @@ def test_fused_layer_norm_equals_written_out(differences, zero_mean):
 
 def test_adamw_in_place_equals_keras_update(differences):
     assert differences["adamw in place vs Keras's update"] == 0
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_adafactor_in_place_equals_keras_ops(differences, accum):
+    assert differences[f"adafactor {accum} in place vs keras.ops"] == 0
 
 
 def test_task_script_imports_keras_on_torch():

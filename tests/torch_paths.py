@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clue.heads import classifier   # noqa: E402
 from clue.layers import LayerNorm, gelu_erf, gelu_erf_written_out   # noqa: E402
 from clue.models import build_transformer_model   # noqa: E402
-from clue.optimizers import AdamW   # noqa: E402
+from clue.optimizers import AdaFactor, AdamW   # noqa: E402
 
 
 def value_and_grads(fn, x, weights=()):
@@ -50,29 +50,66 @@ def main():
         result[f"layer_norm zero_mean={zero_mean}"] = largest_difference(
             value_and_grads(layer.fused, x, weights), value_and_grads(layer.written_out, x, weights))
     result["adamw in place vs Keras's update"] = adamw_difference(rng)
+    for accum in (1, 2):
+        result[f"adafactor {accum} in place vs keras.ops"] = adafactor_difference(rng, accum)
     print(json.dumps(result))
 
 
+CONFIG = dict(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+              hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+              max_position_embeddings=64, type_vocab_size=2)
+
+
+def weights_after(make_optimizer, rng_seed, steps=5):
+    """Weights (optimizer state included) after ``steps`` train steps of a tiny classifier."""
+    rng = np.random.default_rng(rng_seed)
+    model = classifier(build_transformer_model(config=CONFIG, seed=0), 2, seed=0)
+    model.compile(optimizer=make_optimizer(), loss="sparse_categorical_crossentropy")
+    for _ in range(steps):
+        x = [rng.integers(1, 300, (4, 16)).astype("int32"), np.zeros((4, 16), "int32")]
+        model.train_on_batch(x, rng.integers(0, 2, 4))
+    return [keras.ops.convert_to_numpy(w) for w in model.weights + model.optimizer.variables]
+
+
 def adamw_difference(rng):
-    """Weights after 3 AdamW steps (weight decay on) with clue's in-place update and with Keras's own."""
-    config = dict(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                  intermediate_size=64, hidden_act="gelu", hidden_dropout_prob=0.0,
-                  attention_probs_dropout_prob=0.0, max_position_embeddings=64, type_vocab_size=2)
-    x = [rng.integers(1, 300, (4, 16)).astype("int32"), np.zeros((4, 16), "int32")]
-    y = rng.integers(0, 2, 4)
-    weights = []
-    for in_place in (True, False):
-        model = classifier(build_transformer_model(config=config, seed=0), 2, seed=0)
+    """AdamW (weight decay on) with clue's in-place update against Keras's own update."""
+    calls = []
+
+    def make(in_place):
         optimizer = AdamW(1e-3, weight_decay=0.01)
-        if not in_place:
-            def keras_update(g, v, lr, o=optimizer):
-                return keras.optimizers.AdamW.update_step(o, g, v, lr)
-            optimizer.update_in_place = keras_update
-        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
-        for _ in range(3):
-            model.train_on_batch(x, y)
-        weights.append([keras.ops.convert_to_numpy(w) for w in model.weights])
-    return largest_difference(*weights)
+        if in_place:
+            method = optimizer.update_in_place
+            optimizer.update_in_place = lambda *args: calls.append(1) or method(*args)
+        else:
+            optimizer.update_in_place = lambda g, v, lr: keras.optimizers.AdamW.update_step(optimizer, g, v, lr)
+        return optimizer
+
+    seed = int(rng.integers(1 << 30))
+    ours, theirs = weights_after(lambda: make(True), seed), weights_after(lambda: make(False), seed)
+    assert calls, "the in-place update never ran"
+    return largest_difference(ours, theirs)
+
+
+def adafactor_difference(rng, accum):
+    """AdaFactor with its in-place update on PyTorch against its keras.ops update (a layer-rate multiplier
+    on one weight, so that path runs too)."""
+    calls = []
+
+    def make(in_place):
+        optimizer = AdaFactor(5e-3, grad_accum_steps=accum, lr_multipliers={"classifier/kernel": 0.5})
+        if in_place:   # counted, so that the comparison cannot pass by never taking this path
+            method = optimizer.update_in_place
+            optimizer.update_in_place = lambda *args: calls.append(1) or method(*args)
+        else:   # every weight takes the keras.ops path
+            optimizer.update_in_place = optimizer.update_with_ops
+        return optimizer
+
+    seed = int(rng.integers(1 << 30))
+    ours, theirs = weights_after(lambda: make(True), seed), weights_after(lambda: make(False), seed)
+    assert calls, "the in-place update never ran"
+    start = weights_after(lambda: make(True), seed, steps=0)   # the model's weights only (no optimizer yet)
+    assert largest_difference(start, ours) > 0, "no weight moved"
+    return largest_difference(ours, theirs)
 
 
 if __name__ == "__main__":
