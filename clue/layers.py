@@ -264,14 +264,50 @@ class LayerNorm(keras.layers.Layer):
 class Dropout(keras.layers.Dropout):
     """``keras.layers.Dropout``; on PyTorch as one random draw and one multiply by a saved (0 or 1/keep) mask.
     Keras's seeded PyTorch dropout makes a probability tensor, a mask, x / keep, zeros and a select, and a
-    select again backwards: at 512 x 2 that was 1.9 s of BERT-base's train step, on attention's dropout."""
+    select again backwards: at 512 x 2 that was 1.9 s of BERT-base's train step, on attention's dropout.
+    Under a TensorFlow strategy of N replicas each replica draws its own rows of the mask one device would
+    draw for the whole batch (``replica_slice_dropout``), so N devices train as one does, dropout on."""
 
     def call(self, inputs, training=False):
-        if keras.backend.backend() != "torch" or not training or self.rate == 0 or self.noise_shape is not None:
+        if not training or self.rate == 0 or self.noise_shape is not None:
+            return super().call(inputs, training=training)
+        if keras.backend.backend() == "tensorflow" and replicas_in_sync() > 1:
+            return replica_slice_dropout(inputs, self.rate, self.seed_generator.next())
+        if keras.backend.backend() != "torch":
             return super().call(inputs, training=training)
         keep = 1.0 - self.rate
         kept = keras.random.uniform(ops.shape(inputs), seed=self.seed_generator) < keep
         return inputs * ops.cast(ops.where(kept, 1.0 / keep, 0.0), inputs.dtype)
+
+
+def replicas_in_sync():
+    """TensorFlow: how many replicas the code runs on now (1 outside a strategy's replica function)."""
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    return 1 if context is None else context.num_replicas_in_sync
+
+
+def replica_slice_dropout(inputs, rate, seed):
+    """TensorFlow, in a replica of a strategy: dropout of this replica's rows (an even split of the global
+    batch) with the part of the mask ``tf.nn.experimental.stateless_dropout`` draws for the whole batch at
+    ``seed``. Its uniforms are Philox's stream in row-major order, one 32-bit draw per element and four per
+    counter step, so replica r starts r x (its element count) draws in. Philox is what TensorFlow picks on
+    CPU and GPU (not on TPU, where the masks are then valid but not one device's)."""
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if seed.dtype != tf.int32:   # as Keras casts SeedGenerator's int64 state for stateless ops
+        seed = tf.cast(tf.math.floormod(seed, tf.int32.max - 1), tf.int32)
+    key, counter = tf.raw_ops.StatelessRandomGetKeyCounter(seed=seed)
+    count = tf.size(inputs, out_type=tf.int64)
+    start = tf.cast(context.replica_id_in_sync_group, tf.int64) * count
+    skip = start % 4
+    counter += tf.cast(tf.stack([start // 4, 0]), tf.uint64)
+    uniform = tf.raw_ops.StatelessRandomUniformV2(shape=tf.reshape(count + skip, [1]), key=key, counter=counter,
+                                                  alg=tf.raw_ops.StatelessRandomGetAlg(), dtype=inputs.dtype)
+    kept = tf.reshape(uniform[skip:], tf.shape(inputs)) >= rate
+    return tf.where(kept, inputs * tf.cast(1 / (1 - rate), inputs.dtype), tf.zeros([], inputs.dtype))
 
 
 @register

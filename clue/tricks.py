@@ -174,7 +174,11 @@ class AdversarialModel(keras.Model):
             with tf.GradientTape() as tape:
                 loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True), sample_weight=sample_weight,
                                          training=True)
-            delta = self.perturbation(tape.gradient(loss, embedding))
+            gradient = dense_gradient(tape.gradient(loss, embedding))
+            replica = tf.distribute.get_replica_context()
+            if replica is not None and replica.num_replicas_in_sync > 1:   # the global batch's direction
+                gradient = replica.all_reduce("sum", gradient)
+            delta = self.perturbation(gradient)
             embedding.assign_add(delta)
             logs = super().train_step(data)
             embedding.assign_sub(delta)

@@ -1,12 +1,14 @@
 """--devices (clue.devices): batches padded to split evenly, with zero-weight filler that changes neither the
-loss nor the predictions; and tnews, cmrc2018 and c3 trained on 2 (virtual CPU) devices against 1, on
-TensorFlow and JAX: the same losses, dev scores, weights and leaderboard files."""
+loss nor the predictions; and tnews (also with --rdrop and --fgm), cmrc2018 and c3 trained on 2 (virtual CPU)
+devices against 1, dropout on, on TensorFlow and JAX: the same losses, dev scores, weights and leaderboard
+files; and a run killed on 2 devices and resumed on 1 ends as the run on 1 device alone."""
 
 import csv
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -82,28 +84,38 @@ def test_keras_accumulation_under_a_tensorflow_strategy_is_refused(monkeypatch):
     devices.prepare(SimpleNamespace(devices=1, optimizer="adamw", grad_accum=2))       # one device: fine
 
 
-# --- 2 devices against 1: tiny encoder (1 layer) without dropout (TensorFlow's replicas draw masks of their own), real data
+# --- 2 devices against 1: tiny encoder (1 layer, dropout on), real data
 
-JOBS = {   # each with a short last batch (padded on 2 devices); c3 accumulates over 2 epochs
-    "tnews": ["--limit", "11", "--batch-size", "4", "--maxlen", "16", "--epochs", "1"],
-    "cmrc2018": ["--limit", "1", "--batch-size", "5", "--maxlen", "64", "--epochs", "1"],   # accumulates (2)
-    "c3": ["--limit", "5", "--batch-size", "2", "--grad-accum", "2", "--maxlen", "32", "--epochs", "2"],
+JOBS = {   # name: (task, flags), each with a short last batch (padded on 2 devices); c3 accumulates over 2 epochs
+    "tnews": ("tnews", ["--limit", "11", "--batch-size", "4", "--maxlen", "16", "--epochs", "1"]),
+    "cmrc2018": ("cmrc2018", ["--limit", "1", "--batch-size", "5", "--maxlen", "64", "--epochs", "1"]),   # accum 2
+    "c3": ("c3", ["--limit", "5", "--batch-size", "2", "--grad-accum", "2", "--maxlen", "32", "--epochs", "2"]),
+    "tnews-rdrop": ("tnews", ["--limit", "11", "--batch-size", "4", "--maxlen", "16", "--epochs", "1",
+                              "--rdrop", "1"]),
+    "tnews-fgm": ("tnews", ["--limit", "11", "--batch-size", "4", "--maxlen", "16", "--epochs", "1", "--fgm", "1"]),
 }
 BACKENDS = ("tensorflow", "jax")
+
+
+def tiny_preset(root):
+    preset = json.loads((REPO / "configs" / "tiny.json").read_text())
+    preset["config"].update(num_hidden_layers=1)   # dropout stays on: each device draws its rows of one mask
+    (root / "tiny1.json").write_text(json.dumps(preset))
+    return root / "tiny1.json"
+
+
+def task_flags(root, clue_data_dir, flags):
+    return ["--model", str(tiny_preset(root)), "--data-dir", str(clue_data_dir), "--verbose", "0", *flags]
 
 
 @pytest.fixture(scope="module")
 def device_runs(tmp_path_factory, clue_data_dir):
     """{backend: (folder, output)}: every job run with --devices 2 and 1, one process per backend, both at once."""
     root = tmp_path_factory.mktemp("devices")
-    preset = json.loads((REPO / "configs" / "tiny.json").read_text())
-    preset["config"].update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_hidden_layers=1)
-    (root / "tiny0.json").write_text(json.dumps(preset))
     running = {}
     for backend in BACKENDS:
-        jobs = [{"script": str(REPO / "tasks" / f"{task}.py"), "output": str(root / backend / task),
-                 "flags": ["--model", str(root / "tiny0.json"), "--data-dir", str(clue_data_dir), "--verbose", "0",
-                           *flags]} for task, flags in JOBS.items()]
+        jobs = [{"script": str(REPO / "tasks" / f"{task}.py"), "output": str(root / backend / name),
+                 "flags": task_flags(root, clue_data_dir, flags)} for name, (task, flags) in JOBS.items()]
         (root / f"{backend}.json").write_text(json.dumps(jobs))
         env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}
         running[backend] = subprocess.Popen([sys.executable, str(REPO / "tests" / "device_runs.py"),
@@ -129,14 +141,11 @@ def weights(path):
     return found
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("task", list(JOBS))
-def test_two_devices_train_and_predict_as_one(device_runs, backend, task):
-    root, output = device_runs[backend]
-    assert "devices: data parallel over 2" in output
-    two, one = root / task / "d2", root / task / "d1"
+def assert_same_run(two, one, task, epochs):
+    """Two output folders of ``task``: per-epoch logs, state history and best weights <= TOLERANCE apart,
+    every results file byte for byte."""
     log2, log1 = read_csv(two / "logs" / f"{task}.csv"), read_csv(one / "logs" / f"{task}.csv")
-    assert len(log1) == len(log2) == int(JOBS[task][JOBS[task].index("--epochs") + 1])
+    assert len(log1) == len(log2) == epochs
     for row2, row1 in zip(log2, log1):   # per epoch: training loss and dev score
         assert row2.keys() == row1.keys()
         for key in row1:
@@ -150,3 +159,46 @@ def test_two_devices_train_and_predict_as_one(device_runs, backend, task):
     assert files and files == sorted(p.relative_to(two / "results") for p in (two / "results").rglob("*.json"))
     for name in files:   # leaderboard files (and dev predictions in their format) byte for byte
         assert (two / "results" / name).read_bytes() == (one / "results" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(JOBS))
+def test_two_devices_train_and_predict_as_one(device_runs, backend, name):
+    root, output = device_runs[backend]
+    assert "devices: data parallel over 2" in output
+    task, flags = JOBS[name]
+    assert_same_run(root / name / "d2", root / name / "d1", task, int(flags[flags.index("--epochs") + 1]))
+
+
+# --- a run killed on 2 devices and resumed on 1 ends as the run on 1 device alone
+
+def backup_epoch(output, task):
+    try:
+        return json.loads((output / "weights" / f"{task}_backup" / "training_metadata.json").read_text())["epoch"]
+    except (OSError, ValueError):
+        return 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_run_killed_on_two_devices_resumes_on_one(tmp_path, clue_data_dir, backend):
+    flags = task_flags(tmp_path, clue_data_dir, ["--limit", "160", "--batch-size", "4", "--maxlen", "16",
+                                                 "--epochs", "2"])
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    script = [sys.executable, str(REPO / "tasks" / "tnews.py"), *flags]
+    killed, alone = tmp_path / "killed", tmp_path / "alone"
+    reference = subprocess.Popen([*script, "--devices", "1", "--output-dir", str(alone)], env=env, text=True,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*script, "--devices", "2", "--output-dir", str(killed)], env=env, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300   # killed (SIGKILL) once the backup of epoch 1 is on disk
+    while backup_epoch(killed, "tnews") < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.kill()
+    err = proc.communicate()[1]
+    assert proc.returncode == -9, f"the run ended on its own before it could be killed:\n{err[-3000:]}"
+    assert backup_epoch(killed, "tnews") == 1
+    resumed = subprocess.run([*script, "--devices", "1", "--output-dir", str(killed), "--resume"], env=env,
+                             text=True, capture_output=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert reference.wait() == 0, reference.stderr.read()[-3000:]
+    assert_same_run(killed, alone, "tnews", epochs=2)
