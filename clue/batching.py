@@ -149,6 +149,38 @@ class Batches(keras.utils.PyDataset):
             self._plan()
 
 
+class BatchesOf(keras.utils.PyDataset):
+    """Each batch of ``batches`` (a ``Batches``) changed by ``change``; ``set_epoch`` and the epoch's end go
+    to ``batches``, so its seeded plan still decides the order."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def change(self, batch):
+        raise NotImplementedError
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        return self.change(self.batches[index])
+
+    def set_epoch(self, epoch):
+        self.batches.set_epoch(epoch)
+
+    def on_epoch_end(self):
+        self.batches.on_epoch_end()
+
+
+class ProcessShare(BatchesOf):
+    """The batches cut to this process's rows (``clue.devices.process_share``), for ``model.fit`` over
+    several processes: Keras makes each global batch of the processes' shares."""
+
+    def change(self, batch):
+        return devices.process_share(batch)
+
+
 class Remembered:
     """The outputs of the dev passes made while training scored its epochs, each under digests of the
     arrays themselves: the model's weights, the batches' inputs and order, and ``reduce``. A later
@@ -243,7 +275,7 @@ def run_model(model, batches, reduce, verbose):
     outputs = []
     for i in range(len(batches)):
         interrupt.check()
-        out = np.asarray(model.predict_on_batch(batches[i][0]))[:batches.real_rows(i)]
+        out = np.asarray(devices.predict_on_batch(model, batches[i][0]))[:batches.real_rows(i)]
         outputs.append([reduce(row) for row in out] if reduce else out)
         if progress:
             progress.update(i + 1)

@@ -84,6 +84,15 @@ def build_parser(task):
     p.add_argument("--devices", type=devices.parse_devices, default=1, metavar="N|all",
                    help="train and predict data parallel over N devices (all: every local accelerator); "
                         "N virtual CPU devices where there are fewer accelerators (TensorFlow and JAX)")
+    # several machines (JAX, clue.devices): one process per machine, each running this same command
+    p.add_argument("--processes", type=int, metavar="P",
+                   help="JAX: the run spans P processes (machines), each with --devices of its own "
+                        "(default: KERAS_DISTRIBUTION_NUM_PROCESSES, else 1)")
+    p.add_argument("--process-id", type=int, metavar="I",
+                   help="this process's number, 0 to P-1; process 0 writes the run's files (default: "
+                        "KERAS_DISTRIBUTION_PROCESS_ID)")
+    p.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="process 0's address, the same for every process (default: KERAS_DISTRIBUTION_JOB_ADDRESSES)")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress output")
     return p
 
@@ -224,9 +233,11 @@ def parse_args(task_name, argv=None):
     args.explicit = explicit_flags(parser, argv)
     if args.lr is None:
         args.lr = 5e-4 if args.optimizer == "adafactor" else 2e-5
-    for flag in ("epochs", "batch_size", "maxlen", "grad_accum", "limit", "eval_every"):
+    for flag in ("epochs", "batch_size", "maxlen", "grad_accum", "limit", "eval_every", "processes"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if args.process_id is not None and args.process_id < 0:
+        parser.error(f"--process-id must be at least 0, got {args.process_id}")
     check_tricks(parser, task, args)
     if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
         parser.error("--tensorboard needs the tensorboard package: pip install tensorboard "

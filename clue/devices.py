@@ -8,18 +8,24 @@
 ``--batch-size`` stays the global batch: each of the N devices gets 1/N of it. ``clue.batching.Batches``
 pads a batch that does not split evenly with zero-weight examples and ``batching.predict`` drops their
 rows, so N devices train and predict as one does. With fewer accelerators than N (a laptop, CI) the run
-uses N virtual CPU devices and says so: a multi-GPU command can be dry-run anywhere. One process (one
-machine) only: Keras's multi-process JAX (``keras.distribution.initialize``) would need each process to
-feed its share of a batch and prediction to gather the rows of all, which ``batching.predict`` does not do.
+uses N virtual CPU devices and says so: a multi-GPU command can be dry-run anywhere.
+
+Several machines (JAX): ``--processes P --process-id I --coordinator HOST:PORT`` (or Keras's environment
+variables KERAS_DISTRIBUTION_NUM_PROCESSES, _PROCESS_ID, _JOB_ADDRESSES) start ``keras.distribution.initialize``;
+every process runs the same command on its own devices (``--devices`` counts those of one process), reads all
+the data, feeds its share of each global batch (``process_share``) and predicts whole batches
+(``predict_on_batch``: the rows of every process, gathered). Process 0 writes the run's files; process I
+writes its own copy to ``<output-dir>/process-I/`` (the backups it resumes from).
 This module imports no backend at import time.
 """
 
 import argparse
 import os
 import sys
+import weakref
 
 ALL = "all"
-_state = {"replicas": 1}
+_state = {"replicas": 1, "process": 0, "processes": 1}
 _strategies = {}   # TensorFlow: one MirroredStrategy per device set and process (two would share collective keys)
 
 
@@ -41,8 +47,39 @@ def parse_devices(text):
 
 
 def wanted(args):
-    """True when the run asks for more than one device."""
-    return args.devices != 1
+    """True when the run asks for more than one device (of this process or of several)."""
+    return args.devices != 1 or processes(args) > 1
+
+
+def processes(args):
+    """How many processes the run spans: --processes, else Keras's KERAS_DISTRIBUTION_NUM_PROCESSES, else 1."""
+    found = getattr(args, "processes", None)
+    if found is None:
+        text = os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1")
+        try:
+            found = int(text)
+        except ValueError:
+            raise DeviceError(f"KERAS_DISTRIBUTION_NUM_PROCESSES must be a whole number, got {text!r}") from None
+    return found
+
+
+def process_flags(args):
+    """(coordinator address, number of processes, this process's id) of a multi-process run, checked."""
+    count = processes(args)
+    process_id, coordinator = args.process_id, args.coordinator
+    if process_id is None and "KERAS_DISTRIBUTION_PROCESS_ID" in os.environ:
+        text = os.environ["KERAS_DISTRIBUTION_PROCESS_ID"]
+        if not text.isdigit():
+            raise DeviceError(f"KERAS_DISTRIBUTION_PROCESS_ID must be a whole number, got {text!r}")
+        process_id = int(text)
+    coordinator = coordinator or os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES")
+    if process_id is None or not 0 <= process_id < count:
+        raise DeviceError(f"--processes {count} needs --process-id 0 to {count - 1} (or KERAS_DISTRIBUTION_PROCESS_ID)"
+                          + ("" if process_id is None else f", got {process_id}"))
+    if not coordinator:
+        raise DeviceError(f"--processes {count} needs --coordinator HOST:PORT, process 0's address (or "
+                          f"KERAS_DISTRIBUTION_JOB_ADDRESSES)")
+    return coordinator, count, process_id
 
 
 def backend():
@@ -55,6 +92,11 @@ def prepare(args):
     ones are asked for now (XLA_FLAGS); they only serve when there are fewer accelerators than N."""
     if not wanted(args):
         return
+    if processes(args) > 1:
+        process_flags(args)
+        if backend() != "jax":
+            raise DeviceError(f"--processes above 1 runs on JAX (keras.distribution.initialize), not {backend()}: "
+                              f"use KERAS_BACKEND=jax")
     if backend() == "torch":
         raise DeviceError("--devices above 1 needs Keras's distribution API on PyTorch, which released Keras "
                           "does not have: use KERAS_BACKEND=jax or tensorflow")
@@ -72,7 +114,7 @@ def start(args):
     import keras
 
     name = keras.backend.backend()   # now known for sure (KERAS_BACKEND or ~/.keras/keras.json)
-    _state["replicas"] = 1
+    _state.update(replicas=1, process=0, processes=1)
     if not wanted(args):   # a run before this one in the same process may have distributed
         if name == "jax":
             keras.distribution.set_distribution(None)
@@ -110,10 +152,26 @@ def _start_jax(args):
     import jax
     import keras
 
-    accelerators = [d for d in jax.devices() if d.platform != "cpu"]
-    chosen = _choose(accelerators, jax.devices("cpu"), args.devices, "accelerator")
-    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=chosen))
-    print(f"devices: data parallel over {len(chosen)} {chosen[0].platform.upper()} devices (JAX)", flush=True)
+    count = processes(args)
+    if count > 1:
+        coordinator, count, process_id = process_flags(args)
+        if not _state.get("initialized"):   # once per process (a test runs several scripts in one)
+            print(f"devices: process {process_id} of {count}, waiting for all {count} at {coordinator}", flush=True)
+            keras.distribution.initialize(coordinator, count, process_id)
+            _state["initialized"] = True
+        _state.update(process=process_id, processes=count)
+    accelerators = [d for d in jax.local_devices() if d.platform != "cpu"]
+    local = _choose(accelerators, jax.local_devices(backend="cpu"), args.devices, "accelerator")
+    # every process runs the same command: the first len(local) devices of each, in process order
+    chosen = [d for p in range(count) for d in
+              [d for d in jax.devices(local[0].platform) if d.process_index == p][:len(local)]]
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=chosen,
+                                                                        auto_shard_dataset=count == 1))
+    where = f" in {count} processes; this is process {_state['process']}" if count > 1 else ""
+    print(f"devices: data parallel over {len(chosen)} {chosen[0].platform.upper()} devices (JAX){where}", flush=True)
+    if _state["process"] > 0:   # process 0 writes the run's files; this one its own copy, to resume from
+        args.output_dir = os.path.join(args.output_dir, f"process-{_state['process']}")
+        print(f"devices: process {_state['process']} writes its copy of the run to {args.output_dir}", flush=True)
     return len(chosen)
 
 
@@ -139,5 +197,53 @@ def _start_tensorflow(args):
 
 
 def replicas():
-    """How many devices each batch is split over."""
+    """How many devices each batch is split over (those of every process)."""
     return _state["replicas"]
+
+
+def processes_running():
+    """How many processes this run spans (1 when not distributed over several)."""
+    return _state["processes"]
+
+
+def process_share(batch):
+    """This process's rows of a global batch (arrays or tuples of them, rows first): all of it in one process;
+    else the I-th of P equal parts (the batch has a multiple of every device's count of rows)."""
+    count = _state["processes"]
+    if count == 1:
+        return batch
+    import keras
+
+    def share(array):
+        rows = len(array) // count
+        return array[_state["process"] * rows:(_state["process"] + 1) * rows]
+
+    return keras.tree.map_structure(share, batch)
+
+
+_forwards = weakref.WeakKeyDictionary()   # model -> its jitted forward pass with gathered outputs
+
+
+def predict_on_batch(model, x):
+    """``model.predict_on_batch(x)``; over several processes (each holding the whole batch ``x``) the batch
+    is spread over every device and the outputs of all are gathered to each process, which Keras's own
+    (outputs left on the devices that made them) does not do."""
+    if _state["processes"] == 1:
+        return model.predict_on_batch(x)
+    import jax
+    import keras
+    import numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    distribution = keras.distribution.distribution()
+    mesh = distribution.device_mesh.backend_mesh
+    rows = NamedSharding(mesh, PartitionSpec(distribution.batch_dim_name))
+    if model not in _forwards:
+        def forward(trainable, non_trainable, x):
+            return model.stateless_call(trainable, non_trainable, x, training=False)[0]
+
+        _forwards[model] = jax.jit(forward, out_shardings=NamedSharding(mesh, PartitionSpec()))
+    x = keras.tree.map_structure(lambda a: jax.make_array_from_callback(np.shape(a), rows, lambda i: a[i]), x)
+    outputs = _forwards[model]([v.value for v in model.trainable_variables],
+                               [v.value for v in model.non_trainable_variables], x)
+    return keras.tree.map_structure(np.asarray, outputs)

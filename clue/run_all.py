@@ -298,6 +298,13 @@ def parse_args(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     args.extra = extra
+    try:
+        spanning = devices.processes(args) > 1
+    except devices.DeviceError as err:
+        parser.error(str(err))
+    if spanning:   # each process's clue-run would write the same records
+        parser.error("clue-run runs on one machine; over several, run each task script with --processes "
+                     "(README: several machines)")
     cli.check_trick_values(parser, args)
     try:
         names = [registry.get(name).name for name in args.tasks] if args.tasks else list(registry.TASKS)

@@ -275,7 +275,10 @@ class BackupBeforeLastEpoch(keras.callbacks.BackupAndRestore):
 def as_fit_data(batches):
     """What ``model.fit`` gets. On TensorFlow a ``tf.data`` pipeline whose sequence dims are unknown:
     Keras would otherwise fix the batch shapes to those of the first two batches it peeks at. The
-    generator reads ``batches[i]`` when each epoch starts, so ``set_epoch`` still decides the order."""
+    generator reads ``batches[i]`` when each epoch starts, so ``set_epoch`` still decides the order.
+    Over several JAX processes, each process's share of every batch (``batching.ProcessShare``)."""
+    if devices.processes_running() > 1:
+        return batching.ProcessShare(batches)
     if keras.backend.backend() != "tensorflow":
         return batches
     import tensorflow as tf

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from clue import batching
 from clue.optimizers import dense_gradient
 
 LAYER = re.compile(r"^Transformer-(\d+)-")
@@ -92,25 +93,12 @@ def scored_with_average(callbacks, ema=True):
     return [SwapAveragedWeights(callbacks), *callbacks, SwapAveragedWeights(callbacks)] if ema else list(callbacks)
 
 
-class TwiceEach(keras.utils.PyDataset):
-    """The batches of ``batches`` with every example twice in a row (a, a, b, b, ...): one forward pass
-    then gives each example two dropout masks. ``set_epoch`` and the epoch's end go to ``batches``."""
+class TwiceEach(batching.BatchesOf):
+    """The batches with every example twice in a row (a, a, b, b, ...): one forward pass then gives each
+    example two dropout masks."""
 
-    def __init__(self, batches):
-        super().__init__()
-        self.batches = batches
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __getitem__(self, index):
-        return keras.tree.map_structure(lambda a: np.repeat(a, 2, axis=0), self.batches[index])
-
-    def set_epoch(self, epoch):
-        self.batches.set_epoch(epoch)
-
-    def on_epoch_end(self):
-        self.batches.on_epoch_end()
+    def change(self, batch):
+        return keras.tree.map_structure(lambda a: np.repeat(a, 2, axis=0), batch)
 
 
 def symmetric_kl(p, q, epsilon=1e-12):

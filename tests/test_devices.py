@@ -1,11 +1,13 @@
 """--devices (clue.devices): batches padded to split evenly, with zero-weight filler that changes neither the
 loss nor the predictions; and tnews (also with --rdrop and --fgm), cmrc2018 and c3 trained on 2 (virtual CPU)
 devices against 1, dropout on, on TensorFlow and JAX: the same losses, dev scores, weights and leaderboard
-files; and a run killed on 2 devices and resumed on 1 ends as the run on 1 device alone."""
+files; the same jobs over 2 JAX processes against 1; and a run killed on 2 devices and resumed on 1 ends as the
+run on 1 device alone."""
 
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -82,6 +84,42 @@ def test_keras_accumulation_under_a_tensorflow_strategy_is_refused(monkeypatch):
         devices.prepare(SimpleNamespace(devices=2, optimizer="adamw", grad_accum=2))
     devices.prepare(SimpleNamespace(devices=2, optimizer="adafactor", grad_accum=2))   # ours: fine
     devices.prepare(SimpleNamespace(devices=1, optimizer="adamw", grad_accum=2))       # one device: fine
+
+
+@pytest.mark.parametrize("flags, env, message", [
+    (["--processes", "2", "--coordinator", "localhost:1"], {}, "--processes 2 needs --process-id 0 to 1"),
+    (["--processes", "2", "--process-id", "2", "--coordinator", "localhost:1"], {}, "got 2"),
+    (["--processes", "2", "--process-id", "0"], {}, "needs --coordinator HOST:PORT"),
+    ([], {"KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "1"},
+     "needs --coordinator HOST:PORT"),
+    (["--processes", "2", "--process-id", "0", "--coordinator", "localhost:1"], {"KERAS_BACKEND": "tensorflow"},
+     "--processes above 1 runs on JAX"),
+])
+def test_bad_process_flags_are_one_line_before_training(tmp_path, flags, env, message):
+    environment = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO), **env}
+    result = subprocess.run([sys.executable, "tasks/tnews.py", "--output-dir", str(tmp_path), *flags], cwd=REPO,
+                            capture_output=True, text=True, env=environment)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stderr.splitlines()[-1].startswith("error: ") and message in result.stderr.splitlines()[-1]
+    assert not any(tmp_path.iterdir())   # refused before anything was written
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["tasks/tnews.py", "--processes", "0"], "--processes must be at least 1, got 0"),
+    (["tasks/tnews.py", "--process-id", "-1"], "--process-id must be at least 0, got -1"),
+    (["scripts/run_clue.py", "--model", "tiny", "--processes", "2"], "unrecognized arguments"),
+])
+def test_process_flags_out_of_range_are_flag_errors(argv, message):
+    result = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2 and message in result.stderr.splitlines()[-1]
+
+
+def test_clue_run_refuses_several_processes(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}
+    result = subprocess.run([sys.executable, "scripts/run_clue.py", "--model", "tiny", "--output-dir", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "clue-run runs on one machine" in result.stderr.splitlines()[-1]
 
 
 # --- 2 devices against 1: tiny encoder (1 layer, dropout on), real data
@@ -168,6 +206,52 @@ def test_two_devices_train_and_predict_as_one(device_runs, backend, name):
     assert "devices: data parallel over 2" in output
     task, flags = JOBS[name]
     assert_same_run(root / name / "d2", root / name / "d1", task, int(flags[flags.index("--epochs") + 1]))
+
+
+# --- 2 JAX processes on localhost (one CPU device each, Gloo collectives) against 1 process
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def process_runs(device_runs, tmp_path_factory, clue_data_dir):
+    """The jobs of ``device_runs`` run by 2 JAX processes (--processes 2) into p2/ beside its d1/; the output
+    of each process."""
+    root = tmp_path_factory.mktemp("processes")
+    jobs = [{"script": str(REPO / "tasks" / f"{task}.py"), "output": str(device_runs["jax"][0] / name),
+             "flags": task_flags(root, clue_data_dir, flags)} for name, (task, flags) in JOBS.items()]
+    (root / "jobs.json").write_text(json.dumps(jobs))
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}
+    coordinator = f"localhost:{free_port()}"
+    running = [subprocess.Popen([sys.executable, str(REPO / "tests" / "device_runs.py"), str(root / "jobs.json"),
+                                 "--processes", "2", "--process-id", str(i), "--coordinator", coordinator],
+                                env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+               for i in range(2)]
+    outputs = []
+    for process in running:
+        try:
+            outputs.append(process.communicate(timeout=900)[0])
+        except subprocess.TimeoutExpired:
+            for p in running:
+                p.kill()
+            raise
+        assert process.returncode == 0, outputs[-1][-3000:]
+    return outputs
+
+
+@pytest.mark.parametrize("name", list(JOBS))
+def test_two_jax_processes_train_and_predict_as_one(device_runs, process_runs, name):
+    assert "devices: data parallel over 2 CPU devices (JAX) in 2 processes; this is process 0" in process_runs[0]
+    assert "this is process 1" in process_runs[1]
+    task, flags = JOBS[name]
+    run = device_runs["jax"][0] / name
+    assert_same_run(run / "p2", run / "d1", task, int(flags[flags.index("--epochs") + 1]))
+    # process 1 wrote its own copy, inside process 0's folder but apart from the run's files
+    assert (run / "p2" / "process-1" / "weights" / f"{task}.weights.h5").is_file()
+    assert not any("process-1" in str(p) for p in (run / "p2" / "results").rglob("*"))
 
 
 # --- a run killed on 2 devices and resumed on 1 ends as the run on 1 device alone
