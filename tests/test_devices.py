@@ -265,7 +265,9 @@ def backup_epoch(output, task):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_run_killed_on_two_devices_resumes_on_one(tmp_path, clue_data_dir, backend):
-    flags = task_flags(tmp_path, clue_data_dir, ["--limit", "160", "--batch-size", "4", "--maxlen", "16",
+    # 2 x 24 AdaFactor steps: the largest difference (about 5e-6 here) is in the attention key biases, whose
+    # gradient is round-off only (softmax ignores them) and which AdaFactor scales up; the rest <= 1e-7
+    flags = task_flags(tmp_path, clue_data_dir, ["--limit", "96", "--batch-size", "4", "--maxlen", "16",
                                                  "--epochs", "2"])
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     script = [sys.executable, str(REPO / "tasks" / "tnews.py"), *flags]
