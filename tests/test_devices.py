@@ -10,16 +10,15 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import h5py
 import keras
 import numpy as np
 import pytest
 
 from clue import batching, devices
+from killed_runs import backup_epoch, h5_arrays, kill_once_backed_up
 
 REPO = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-5
@@ -172,13 +171,6 @@ def read_csv(path):
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def weights(path):
-    found = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, item: found.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
-    return found
-
-
 def assert_same_run(two, one, task, epochs):
     """Two output folders of ``task``: per-epoch logs, state history and best weights <= TOLERANCE apart,
     every results file byte for byte."""
@@ -190,7 +182,7 @@ def assert_same_run(two, one, task, epochs):
             assert abs(row2[key] - row1[key]) <= TOLERANCE, (key, row2[key], row1[key])
     history = [json.loads((d / "logs" / f"{task}.state.json").read_text())["history"] for d in (two, one)]
     np.testing.assert_allclose(*history, atol=TOLERANCE)
-    w2, w1 = weights(two / "weights" / f"{task}.weights.h5"), weights(one / "weights" / f"{task}.weights.h5")
+    w2, w1 = h5_arrays(two / "weights" / f"{task}.weights.h5"), h5_arrays(one / "weights" / f"{task}.weights.h5")
     assert w2.keys() == w1.keys() and w1
     assert max(float(np.max(np.abs(w2[k] - w1[k]))) for k in w1) <= TOLERANCE
     files = sorted(p.relative_to(one / "results") for p in (one / "results").rglob("*.json"))
@@ -256,13 +248,6 @@ def test_two_jax_processes_train_and_predict_as_one(device_runs, process_runs, n
 
 # --- a run killed on 2 devices and resumed on 1 ends as the run on 1 device alone
 
-def backup_epoch(output, task):
-    try:
-        return json.loads((output / "weights" / f"{task}_backup" / "training_metadata.json").read_text())["epoch"]
-    except (OSError, ValueError):
-        return 0
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_run_killed_on_two_devices_resumes_on_one(tmp_path, clue_data_dir, backend):
     # 2 x 24 AdaFactor steps: the largest difference (about 5e-6 here) is in the attention key biases, whose
@@ -276,12 +261,7 @@ def test_a_run_killed_on_two_devices_resumes_on_one(tmp_path, clue_data_dir, bac
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     proc = subprocess.Popen([*script, "--devices", "2", "--output-dir", str(killed)], env=env, text=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300   # killed (SIGKILL) once the backup of epoch 1 is on disk
-    while backup_epoch(killed, "tnews") < 1 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.kill()
-    err = proc.communicate()[1]
-    assert proc.returncode == -9, f"the run ended on its own before it could be killed:\n{err[-3000:]}"
+    kill_once_backed_up(proc, killed, "tnews")
     assert backup_epoch(killed, "tnews") == 1
     resumed = subprocess.run([*script, "--devices", "1", "--output-dir", str(killed), "--resume"], env=env,
                              text=True, capture_output=True)

@@ -19,7 +19,8 @@ from clue.data import DataError
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tasks"))
 import afqmc  # noqa: E402
-from test_training import FLAGS, h5_arrays  # noqa: E402  (the same small run and weights reader)
+from killed_runs import h5_arrays  # noqa: E402
+from test_training import FLAGS  # noqa: E402  (the same small run)
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 

@@ -5,10 +5,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import h5py
 import keras
 import numpy as np
 import pytest
@@ -19,28 +17,12 @@ from clue.heads import Pooling
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tasks"))
 import afqmc  # noqa: E402  (the task script, run in-process)
+from killed_runs import backup_epoch, h5_arrays, kill_once_backed_up  # noqa: E402
 
 # Small and quick, but with dropout, AdamW's warmup/decay schedule and shuffling all in play; the backups
 # kept (--keep-backup) to be compared, and cut runs resumed with more epochs.
 FLAGS = ["--model", "tiny", "--keep-backup", "--epochs", "3", "--batch-size", "16", "--maxlen", "32",
          "--optimizer", "adamw", "--lr", "1e-3", "--verbose", "0", "--seed", "7"]
-
-
-def h5_arrays(path):
-    """{dataset path: array} of a Keras weights file."""
-    arrays = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset)
-                     else None)
-    return arrays
-
-
-def backup_epoch(output):
-    meta = output / "weights" / "afqmc_backup" / "training_metadata.json"
-    try:
-        return json.loads(meta.read_text())["epoch"]
-    except (OSError, ValueError):
-        return 0
 
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
@@ -54,13 +36,8 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     proc = subprocess.Popen([sys.executable, str(REPO / "tasks" / "afqmc.py"), *common,
                              "--output-dir", str(killed)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while backup_epoch(killed) < 1 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.kill()
-    _, err = proc.communicate()
-    assert proc.returncode == -9, f"the run ended on its own before it could be killed:\n{err[-3000:]}"
-    stopped_at = backup_epoch(killed)
+    kill_once_backed_up(proc, killed, "afqmc")
+    stopped_at = backup_epoch(killed, "afqmc")
     assert 1 <= stopped_at < 3, stopped_at
     assert not (killed / "results" / "afqmc_predict.json").exists()
 
