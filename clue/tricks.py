@@ -21,6 +21,7 @@ import numpy as np
 from keras import ops
 
 from clue import batching
+from clue.layers import replicas_in_sync
 from clue.optimizers import dense_gradient
 
 LAYER = re.compile(r"^Transformer-(\d+)-")
@@ -163,9 +164,8 @@ class AdversarialModel(keras.Model):
                 loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True), sample_weight=sample_weight,
                                          training=True)
             gradient = dense_gradient(tape.gradient(loss, embedding))
-            replica = tf.distribute.get_replica_context()
-            if replica is not None and replica.num_replicas_in_sync > 1:   # the global batch's direction
-                gradient = replica.all_reduce("sum", gradient)
+            if replicas_in_sync() > 1:   # the global batch's direction
+                gradient = tf.distribute.get_replica_context().all_reduce("sum", gradient)
             delta = self.perturbation(gradient)
             embedding.assign_add(delta)
             logs = super().train_step(data)
