@@ -101,7 +101,9 @@ class AdamW(DenseGradients, LayerRatesAndAveraging, keras.optimizers.AdamW):
 
     def update_in_place(self, gradient, variable, learning_rate):
         """Keras's Adam update, op for op (so the same floats), written with in-place torch ops: each Keras op
-        allocates a new weight-sized tensor, and on PyTorch those allocations took half the train step."""
+        allocates a new weight-sized tensor, and on PyTorch those allocations took half the train step. One
+        buffer is allocated; the gradient is the other when it is the weight's own ``.grad``, which
+        ``DenseGradients`` drops after the update anyway."""
         import torch
 
         with torch.no_grad():
@@ -113,9 +115,13 @@ class AdamW(DenseGradients, LayerRatesAndAveraging, keras.optimizers.AdamW):
             index = self._get_variable_index(variable)
             m, v, w = self._momentums[index].value, self._velocities[index].value, variable.value
             g = ops.cast(gradient, variable.dtype)
-            m.add_(torch.sub(g, m).mul_(1 - self.beta_1))
-            v.add_(torch.square(g).sub_(v).mul_(1 - self.beta_2))
-            w.sub_(torch.mul(m, alpha).div_(torch.sqrt(v).add_(self.epsilon)))
+            scratch = torch.square(g)
+            v.add_(scratch.sub_(v).mul_(1 - self.beta_2))
+            if g is not w.grad:   # someone else's tensor: not ours to overwrite
+                g = g.clone()
+            m.add_(g.sub_(m).mul_(1 - self.beta_1))
+            torch.sqrt(v, out=scratch).add_(self.epsilon)
+            w.sub_(torch.mul(m, alpha, out=g).div_(scratch))
 
     def _apply_weight_decay(self, variables):
         factors = [self._lr_factors[self._get_variable_index(v)] for v in variables]
