@@ -44,7 +44,7 @@ setup(
     },
     extras_require={
         # bert4keras itself pins keras<=2.3.1, so it is installed with --no-deps (see README).
-        "test": ["pytest>=8", "tf-keras>=2.21,<2.22", "jax[cpu]", *ONNX],
+        "test": ["pytest>=8", "pytest-xdist>=3", "tf-keras>=2.21,<2.22", "jax[cpu]", *ONNX],
         "onnx": ONNX,
     },
 )
