@@ -41,6 +41,12 @@ def test_adamw_in_place_equals_keras_update(differences):
     assert differences["adamw in place vs Keras's update"] == 0
 
 
+def test_dropout_keeps_and_scales_the_same_mask_both_ways(differences):
+    assert differences["dropout output vs x / keep"] == 0
+    assert differences["dropout gradient vs mask / keep"] <= 1e-7   # 1 / 0.9 as a float32 against a double
+    assert differences["dropout kept fraction, sigmas"] < 5
+
+
 @pytest.mark.parametrize("accum", [1, 2])
 def test_adafactor_in_place_equals_keras_ops(differences, accum):
     assert differences[f"adafactor {accum} in place vs keras.ops"] == 0

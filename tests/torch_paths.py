@@ -14,7 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clue.heads import classifier   # noqa: E402
-from clue.layers import LayerNorm, gelu_erf, gelu_erf_written_out   # noqa: E402
+from clue.layers import Dropout, LayerNorm, gelu_erf, gelu_erf_written_out   # noqa: E402
 from clue.models import build_transformer_model   # noqa: E402
 from clue.optimizers import AdaFactor, AdamW   # noqa: E402
 
@@ -50,6 +50,7 @@ def main():
         result[f"layer_norm zero_mean={zero_mean}"] = largest_difference(
             value_and_grads(layer.fused, x, weights), value_and_grads(layer.written_out, x, weights))
     result["adamw in place vs Keras's update"] = adamw_difference(rng)
+    result.update(dropout_check())
     for accum in (1, 2):
         result[f"adafactor {accum} in place vs keras.ops"] = adafactor_difference(rng, accum)
     print(json.dumps(result))
@@ -71,12 +72,28 @@ def weights_after(make_optimizer, rng_seed, steps=5):
     return [keras.ops.convert_to_numpy(w) for w in model.weights + model.optimizer.variables]
 
 
+def dropout_check(rate=0.1, shape=(400, 1000)):
+    """clue's PyTorch dropout in training: outputs x / keep or 0, its gradient the same mask / keep, and the
+    fraction kept (how many standard deviations from 1 - rate)."""
+    x = torch.tensor(np.random.default_rng(1).uniform(1, 2, shape).astype("float32"), requires_grad=True)
+    y = Dropout(rate, seed=0)(x, training=True)
+    (grad,) = torch.autograd.grad(y.sum(), [x])
+    kept = (y != 0).detach()
+    keep = 1.0 - rate
+    scaled = x.detach() * torch.tensor(1.0 / keep, dtype=torch.float32)
+    sigma = float(np.sqrt(keep * rate / kept.numel()))
+    return {"dropout output vs x / keep": float((y.detach() - torch.where(kept, scaled, 0.0)).abs().max()),
+            "dropout gradient vs mask / keep": float((grad - torch.where(kept, 1.0 / keep, 0.0)).abs().max()),
+            "dropout kept fraction, sigmas": abs(float(kept.float().mean()) - keep) / sigma}
+
+
 def adamw_difference(rng):
-    """AdamW (weight decay on) with clue's in-place update against Keras's own update."""
+    """AdamW (weight decay on) with clue's in-place update against Keras's own update (a layer-rate multiplier
+    on one weight, so that the step size is computed for two rates)."""
     calls = []
 
     def make(in_place):
-        optimizer = AdamW(1e-3, weight_decay=0.01)
+        optimizer = AdamW(1e-3, weight_decay=0.01, lr_multipliers={"classifier/kernel": 0.5})
         if in_place:
             method = optimizer.update_in_place
             optimizer.update_in_place = lambda *args: calls.append(1) or method(*args)
