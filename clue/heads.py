@@ -14,7 +14,7 @@ kernels are initialised like the encoder (``clue.layers.head_initializer``: RoFo
 import keras
 from keras import ops
 
-from clue.layers import apply_rotary, head_initializer, reseeded, sinusoidal_positions
+from clue.layers import TokenDense, apply_rotary, head_initializer, reseeded, sinusoidal_positions
 from clue.layers import kernel_initializer as truncated_normal
 
 register = keras.saving.register_keras_serializable(package="clue")
@@ -87,8 +87,8 @@ class GlobalPointer(keras.layers.Layer):
         self.dense = self._dense(self.heads * 2 * self.head_size, "dense", self.kernel_initializer)
 
     def _dense(self, units, name, initializer):
-        return keras.layers.Dense(units, use_bias=self.use_bias, name=name, dtype=self.dtype_policy,
-                                  kernel_initializer=initializer)
+        return TokenDense(units, use_bias=self.use_bias, name=name, dtype=self.dtype_policy,
+                          kernel_initializer=initializer)
 
     def build(self, hidden_shape, span_mask_shape=None):
         self.dense.build(hidden_shape)

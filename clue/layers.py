@@ -199,7 +199,22 @@ class PaddingMask(keras.layers.Layer):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Norm, attention, feed-forward
+# Dense, norm, attention, feed-forward
+
+
+@register
+class TokenDense(keras.layers.Dense):
+    """``keras.layers.Dense`` on (batch, length, ..., features), run as one 2-D matmul over all tokens.
+    TensorFlow's and PyTorch's matmuls fold the leading axes so already; JAX's does not, and XLA on CPU
+    then takes the kernel's gradient (two contracting axes) through transposed copies and its slow generic
+    dot: BERT-base's JAX train step at 128 x 8 went from 5.5 to 4.8 s with the fold (benchmark.md)."""
+
+    def call(self, inputs, training=None):
+        shape = ops.shape(inputs)
+        if len(shape) <= 2:
+            return super().call(inputs, training=training)
+        flat = super().call(ops.reshape(inputs, (-1, shape[-1])), training=training)
+        return ops.reshape(flat, (*shape[:-1], self.units))
 
 
 @register
@@ -363,7 +378,7 @@ class SelfAttention(keras.layers.Layer):
         width = num_heads * head_size
 
         def dense(name, k):
-            return keras.layers.Dense(width, use_bias=use_bias, name=name, dtype=self.dtype_policy,
+            return TokenDense(width, use_bias=use_bias, name=name, dtype=self.dtype_policy,
                                       kernel_initializer=kernel_initializer(initializer_range, _seed(seed, k)))
 
         self.query, self.key, self.value = dense("query", 0), dense("key", 1), dense("value", 2)
@@ -418,14 +433,14 @@ class FeedForward(keras.layers.Layer):
         super().__init__(**kwargs)
         self.intermediate_size, self.activation, self.use_bias = intermediate_size, activation, use_bias
         self.initializer_range, self.seed = initializer_range, seed
-        self.intermediate = keras.layers.Dense(
+        self.intermediate = TokenDense(
             intermediate_size, activation=activation, use_bias=use_bias, name="intermediate",
             dtype=self.dtype_policy, kernel_initializer=kernel_initializer(initializer_range, _seed(seed, 0)))
         self.output_dense = None   # its width is the input's, known at build
 
     def build(self, input_shape):
         self.intermediate.build(input_shape)
-        self.output_dense = keras.layers.Dense(
+        self.output_dense = TokenDense(
             input_shape[-1], use_bias=self.use_bias, name="output", dtype=self.dtype_policy,
             kernel_initializer=kernel_initializer(self.initializer_range, _seed(self.seed, 1)))
         self.output_dense.build((*input_shape[:-1], self.intermediate_size))

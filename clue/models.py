@@ -14,7 +14,7 @@ import keras
 
 from clue.checkpoints import CheckpointError, load_weights, stored_sizes
 from clue.layers import (Bias, Dropout, FeedForward, LayerNorm, PaddingMask, PositionEmbedding, SelfAttention,
-                         TokenEmbedding, activation, kernel_initializer)
+                         TokenDense, TokenEmbedding, activation, kernel_initializer)
 from clue.presets import ConfigError, read_json
 
 __all__ = ["FAMILIES", "EncoderConfig", "build_transformer_model", "build_from_spec", "kernel_initializer"]
@@ -169,7 +169,7 @@ def build_transformer_model(config_path=None, checkpoint_path=None, model="bert"
     if with_mlm:
         mlm_activation = "softmax" if with_mlm is True else with_mlm
         if switch["mlm_transform"]:   # BERT / RoFormer: dense + act + norm, tied embeddings, bias
-            x = keras.layers.Dense(hidden, activation=act, name="MLM-Dense", dtype=policy,
+            x = TokenDense(hidden, activation=act, name="MLM-Dense", dtype=policy,
                                    kernel_initializer=kernel_initializer(std, layer_seed()))(x)
             x = norm(x, "MLM-Norm", epsilon=1e-12)
             x = Bias(name="MLM-Bias", dtype=policy)(token_embedding(x, reverse=True))
