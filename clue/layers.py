@@ -379,7 +379,7 @@ class SelfAttention(keras.layers.Layer):
 
         def dense(name, k):
             return TokenDense(width, use_bias=use_bias, name=name, dtype=self.dtype_policy,
-                                      kernel_initializer=kernel_initializer(initializer_range, _seed(seed, k)))
+                              kernel_initializer=kernel_initializer(initializer_range, _seed(seed, k)))
 
         self.query, self.key, self.value = dense("query", 0), dense("key", 1), dense("value", 2)
         self.output_dense = dense("output", 3)

@@ -170,7 +170,7 @@ def build_transformer_model(config_path=None, checkpoint_path=None, model="bert"
         mlm_activation = "softmax" if with_mlm is True else with_mlm
         if switch["mlm_transform"]:   # BERT / RoFormer: dense + act + norm, tied embeddings, bias
             x = TokenDense(hidden, activation=act, name="MLM-Dense", dtype=policy,
-                                   kernel_initializer=kernel_initializer(std, layer_seed()))(x)
+                           kernel_initializer=kernel_initializer(std, layer_seed()))(x)
             x = norm(x, "MLM-Norm", epsilon=1e-12)
             x = Bias(name="MLM-Bias", dtype=policy)(token_embedding(x, reverse=True))
             outputs = keras.layers.Activation(mlm_activation, name="MLM-Activation", dtype="float32")(x)

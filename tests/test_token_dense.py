@@ -55,7 +55,7 @@ JAX_KERNEL_GRADIENT = textwrap.dedent("""
 """)
 
 
-def test_jax_takes_the_kernel_gradient_with_one_contracting_axis(tmp_path):
+def test_jax_takes_the_kernel_gradient_with_one_contracting_axis():
     """keras.layers.Dense on a (batch, length, features) input gives JAX a kernel gradient contracting two axes
     (the control, so this test can fail); TokenDense gives it one."""
     pytest.importorskip("jax")
